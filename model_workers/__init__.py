@@ -1,0 +1,1 @@
+"""Training recipes, the model registry and the worker service."""

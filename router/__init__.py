@@ -1,0 +1,1 @@
+"""Turnout: a traffic router for machine-learning model versions."""

@@ -1,0 +1,80 @@
+"""Turnout's error hierarchy. No web imports: ``router.http`` maps these to responses."""
+
+from __future__ import annotations
+
+
+class TurnoutError(Exception):
+    """Base error: ``code`` is machine-readable, ``detail`` says why."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, detail: str, *, code: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+
+
+class BadRequest(TurnoutError):
+    status = 400
+    code = "bad_request"
+
+
+class InvalidJSON(BadRequest):
+    code = "invalid_json"
+
+
+class InvalidEncoding(BadRequest):
+    code = "invalid_encoding"
+
+
+class Unauthorized(TurnoutError):
+    status = 401
+    code = "unauthorized"
+
+
+class NotFound(TurnoutError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(TurnoutError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(TurnoutError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(TurnoutError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class InvalidInput(TurnoutError):
+    status = 422
+    code = "invalid_input"
+
+
+class Unavailable(TurnoutError):
+    status = 503
+    code = "unavailable"
+
+
+class ConfigError(TurnoutError):
+    """A configuration file was refused; the detail names the file, the line and the reason."""
+
+    code = "invalid_config"
+
+
+class RegistryError(TurnoutError):
+    """A model artifact or card is missing, malformed, or fails its integrity check."""
+
+    code = "registry_error"
+
+
+class DatasetError(TurnoutError):
+    code = "dataset_error"

@@ -1,0 +1,76 @@
+"""Every setting of every Turnout process, read from ``TURNOUT_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """One settings class for the gateway, the workers, training and the CLI."""
+
+    model_config = SettingsConfigDict(env_prefix="TURNOUT_", extra="ignore", frozen=True)
+
+    # --- data and registry -------------------------------------------------------------
+    dataset: Path = PROJECT_ROOT.parent / "shared" / "data" / "davidson2017" / "labeled_data.csv"
+    """Davidson et al. 2017 labelled tweets (CSV) used by the training recipes."""
+    models_dir: Path = PROJECT_ROOT / "models"
+    """Model registry root: ``<models_dir>/<model>/<version>/{model.joblib,card.json}``."""
+    experiments_dir: Path = PROJECT_ROOT / "experiments"
+    """Folder of experiment YAML files, one experiment per file."""
+
+    # --- input limits (shared by gateway and workers) ----------------------------------
+    max_text_chars: int = Field(10_000, gt=0)
+    """Longest accepted ``text``, in characters."""
+    max_body_bytes: int = Field(1_048_576, gt=0)
+    """Largest accepted request body, in bytes; larger bodies get 413 before being read whole."""
+    max_batch: int = Field(64, gt=0)
+    """Most texts accepted by one ``POST /predict/batch``."""
+
+    # --- network -----------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    """Interface the gateway (and ``turnout up``'s processes) bind to."""
+    port: int = Field(8000, ge=0, le=65535)
+    """Gateway port."""
+    worker_base_port: int = Field(8101, ge=1, le=65535)
+    """First worker port of ``turnout up``; versions take consecutive ports in version order."""
+    allowed_hosts: list[str] = ["127.0.0.1", "localhost", "::1"]
+    """Hosts that experiment upstream URLs may point at (anything else is refused at load)."""
+    redis_url: str | None = None
+    """Redis to use; unset means an embedded redis-server started by ``turnout up``."""
+
+    # --- upstream calls ----------------------------------------------------------------
+    upstream_connect_timeout: float = Field(0.5, gt=0)
+    """Seconds allowed to open a connection to a worker."""
+    upstream_timeout: float = Field(5.0, gt=0)
+    """Seconds allowed for a whole worker call (connect, send, answer)."""
+    upstream_pool_size: int = Field(64, gt=0)
+    """Most open connections per upstream."""
+    breaker_failures: int = Field(5, gt=0)
+    """Consecutive failures that open an upstream's circuit breaker."""
+    breaker_reset_seconds: float = Field(5.0, gt=0)
+    """Seconds an open breaker waits before letting one half-open probe through."""
+    health_interval: float = Field(2.0, gt=0)
+    """Seconds between active ``/readyz`` checks of every upstream."""
+
+    # --- experiments -------------------------------------------------------------------
+    reload_poll_interval: float = Field(1.0, gt=0)
+    """Seconds between polls of the experiments folder when file watching is unavailable."""
+    watch_files: bool = True
+    """Use filesystem notifications (watchfiles) for hot reload; polling is the fallback."""
+
+    # --- worker ------------------------------------------------------------------------
+    worker_fault_delay_ms: float = Field(0.0, ge=0)
+    """Fault injection for drills and tests: extra delay added to every worker prediction."""
+    worker_fault_status: int | None = Field(None, ge=500, le=599)
+    """Fault injection for drills and tests: answer every prediction with this 5xx status."""
+
+    # --- logging -----------------------------------------------------------------------
+    log_level: str = "INFO"
+    """Level of the structured JSON logs (DEBUG, INFO, WARNING, ERROR)."""
+    access_log: bool = True
+    """Write one JSON log line per request."""

@@ -1,0 +1,86 @@
+"""Fixtures that start real things: trained models, redis-server, worker processes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from model_workers.recipes import RECIPES
+from model_workers.train import load_dataset, train
+from router.processes import ManagedProcess, free_port, http_ok, poll_until
+from router.redis_server import EmbeddedRedis
+from router.settings import Settings
+
+SAMPLE_ROWS = 4000
+
+
+def requires_ci_tool(found: bool, tool: str) -> None:
+    """Skip on a laptop without ``tool``; never skip in CI."""
+    if not found:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{tool} is required in CI but was not found")
+        pytest.skip(f"{tool} not installed")
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """v1, v2 and v3 trained on a sample of the real data (fast, but real models)."""
+    root = tmp_path_factory.mktemp("models")
+    dataset = load_dataset(Settings().dataset, limit=SAMPLE_ROWS)
+    for name in ("v1", "v2", "v3"):
+        train(RECIPES[name], name, dataset, root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@dataclass
+class Worker:
+    version: str
+    url: str
+    process: ManagedProcess
+
+
+WorkerFactory = Callable[..., Worker]
+
+
+@pytest.fixture(scope="module")
+def start_worker(
+    models_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerFactory]:
+    """Start worker processes that live until the end of the test module."""
+    tmp_path = tmp_path_factory.mktemp("workers")
+    started: list[Worker] = []
+
+    def start(version: str, wait_ready: bool = True, **env: str) -> Worker:
+        port = free_port()
+        process = ManagedProcess(
+            f"worker-{version}",
+            [sys.executable, "-m", "router", "worker", "--version", version, "--port", str(port)],
+            env={"TURNOUT_MODELS_DIR": str(models_dir), **env},
+            log_path=tmp_path / f"worker-{version}-{port}.log",
+        ).start()
+        worker = Worker(version, f"http://127.0.0.1:{port}", process)
+        started.append(worker)
+        if wait_ready:
+            poll_until(
+                lambda: http_ok(f"{worker.url}/readyz") or not process.alive(),
+                30,
+                what=f"worker {version}",
+            )
+            assert process.alive(), process.output()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.process.stop()

@@ -1,0 +1,116 @@
+"""Recipes, cards and integrity checks, on a sample of the real data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from model_workers import registry
+from model_workers.recipes import RECIPES, normalize_tweet
+from model_workers.train import binary_label, load_dataset
+from router.errors import DatasetError, RegistryError
+from router.settings import Settings
+
+
+def test_label_mapping() -> None:
+    assert [binary_label(c) for c in (0, 1, 2)] == [1, 1, 0]
+    with pytest.raises(DatasetError):
+        binary_label(3)
+
+
+def test_missing_dataset_says_where_data_comes_from(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="Davidson") as info:
+        load_dataset(tmp_path / "nope.csv")
+    assert "TURNOUT_DATASET" in info.value.detail
+
+
+def test_dataset_loads_with_both_classes() -> None:
+    ds = load_dataset(Settings().dataset, limit=500)
+    assert len(ds.texts) == len(ds.labels) == 500
+    assert set(ds.labels) == {0, 1}
+    assert len(ds.sha256) == 64
+
+
+def test_normalize_tweet_strips_noise() -> None:
+    assert normalize_tweet("RT @bob: Look &amp; see http://t.co/x  NOW") == ": look see now"
+
+
+def test_recipes_differ_for_real() -> None:
+    kinds = {type(RECIPES[n].build(RECIPES[n].params).steps[-1][1]).__name__ for n in RECIPES}
+    assert len(kinds) >= 2
+    assert "char" in RECIPES["v2"].params.__repr__() or "char_min" in RECIPES["v2"].params
+
+
+def test_card_has_everything(models_dir: Path) -> None:
+    card = registry.read_card(models_dir, "profanity", "v2")
+    for key in (
+        "model",
+        "version",
+        "recipe",
+        "params",
+        "trained_at",
+        "dataset",
+        "training_code_sha256",
+        "libraries",
+        "artifact_sha256",
+        "metrics",
+        "decision_threshold",
+        "label_names",
+    ):
+        assert key in card, key
+    assert {"path", "rows", "sha256"} <= set(card["dataset"])
+    metrics = card["metrics"]
+    assert {"accuracy", "precision", "recall", "f1", "roc_auc", "confusion_matrix"} <= set(metrics)
+    assert sum(map(sum, metrics["confusion_matrix"])) == metrics["validation_rows"]
+    assert card["artifact_sha256"] == registry.sha256_file(models_dir / "profanity/v2/model.joblib")
+
+
+def test_all_versions_predict_probabilities(models_dir: Path) -> None:
+    for version in ("v1", "v2", "v3"):
+        loaded = registry.load(models_dir, "profanity", version)
+        scores = loaded.predict_scores(["hello", "you stupid bitch"])
+        assert all(0.0 <= s <= 1.0 for s in scores)
+
+
+@pytest.mark.parametrize("damage", ["tamper", "truncate", "delete"])
+def test_damaged_artifact_is_refused(models_dir: Path, tmp_path: Path, damage: str) -> None:
+    root = tmp_path / "models"
+    shutil.copytree(models_dir, root)
+    artifact = root / "profanity" / "v1" / "model.joblib"
+    data = artifact.read_bytes()
+    if damage == "tamper":
+        artifact.write_bytes(data[:100] + bytes([data[100] ^ 1]) + data[101:])
+    elif damage == "truncate":
+        artifact.write_bytes(data[: len(data) // 2])
+    else:
+        artifact.unlink()
+    with pytest.raises(RegistryError, match="integrity check|no artifact"):
+        registry.load(root, "profanity", "v1")
+
+
+def test_unreadable_card_is_refused(models_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    shutil.copytree(models_dir, root)
+    (root / "profanity" / "v1" / "card.json").write_text("{not json")
+    with pytest.raises(RegistryError, match="unreadable"):
+        registry.load(root, "profanity", "v1")
+    (root / "profanity" / "v1" / "card.json").write_text(json.dumps([1]))
+    with pytest.raises(RegistryError, match="not a JSON object"):
+        registry.load(root, "profanity", "v1")
+
+
+def test_list_cards(models_dir: Path) -> None:
+    assert [c["version"] for c in registry.list_cards(models_dir)] == ["v1", "v2", "v3"]
+
+
+def test_v2_beats_v1_on_the_full_data(tmp_path: Path) -> None:
+    from model_workers.train import train
+
+    dataset = load_dataset(Settings().dataset)
+    v1 = train(RECIPES["v1"], "v1", dataset, tmp_path)["metrics"]
+    v2 = train(RECIPES["v2"], "v2", dataset, tmp_path)["metrics"]
+    assert v2["f1"] > v1["f1"]
+    assert v2["roc_auc"] > v1["roc_auc"]
