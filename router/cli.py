@@ -16,6 +16,7 @@ app = typer.Typer(
     help="Turnout: route traffic between machine-learning model versions.",
     no_args_is_help=True,
     add_completion=True,
+    pretty_exceptions_show_locals=False,
 )
 models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
@@ -129,6 +130,118 @@ def worker(
         access_log=False,
         timeout_graceful_shutdown=30,
     )
+
+
+@app.command()
+def gateway(
+    port: Annotated[int | None, typer.Option(help="Port (TURNOUT_PORT).")] = None,
+    host: Annotated[str | None, typer.Option(help="Interface (TURNOUT_HOST).")] = None,
+) -> None:
+    """Run one gateway replica (any number may share one Redis and experiments folder)."""
+    import uvicorn
+
+    from router import logs
+    from router.app import create_app
+
+    settings = Settings()
+    logs.configure(settings.log_level)
+    try:
+        api = create_app(settings)
+    except TurnoutError as exc:
+        raise fail(exc.detail) from None
+    uvicorn.run(
+        api,
+        host=host or settings.host,
+        port=port if port is not None else settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+
+
+@app.command()
+def up() -> None:
+    """Start the local stack: Redis, the workers the experiments name, and the gateway."""
+    from router.stack import Stack
+
+    settings = Settings()
+    stack = Stack(settings)
+    try:
+        stack.start(lambda line: console.print(line, highlight=False))
+        stack.watch(lambda line: console.print(line, highlight=False))
+    except (TurnoutError, RuntimeError, TimeoutError) as exc:
+        stack.stop()
+        raise fail(exc.detail if isinstance(exc, TurnoutError) else str(exc)) from None
+    except KeyboardInterrupt:
+        pass
+    console.print("stopping")
+    stack.stop()
+
+
+@app.command()
+def validate(
+    path: Annotated[
+        Path | None, typer.Argument(help="File or folder (default: experiments).")
+    ] = None,
+    sample: Annotated[int, typer.Option(help="Keys in the dry run.")] = 10_000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Check experiment files with the gateway's loader and dry-run their routing."""
+    import json
+
+    from router.experiments import LoadedExperiment, load_directory, parse_experiment
+    from router.policies import dry_run
+
+    settings = Settings()
+    target = path or settings.experiments_dir
+    loaded: list[LoadedExperiment] = []
+    errors: list[str] = []
+    if target.is_dir():
+        report = load_directory(target, settings.allowed_hosts)
+        loaded = list(report.experiments.values())
+        errors = [e.detail for e in report.errors.values()]
+    elif target.is_file():
+        try:
+            loaded = [parse_experiment(target.read_text(), target, settings.allowed_hosts)]
+        except TurnoutError as exc:
+            errors = [exc.detail]
+    else:
+        raise fail(f"{target} does not exist", 2)
+    results = [
+        {
+            "file": str(item.path),
+            "name": item.experiment.name,
+            "model": item.experiment.model,
+            "policy": item.experiment.policy.kind,
+            "config_version": item.config_version,
+            "configured": item.experiment.configured_weights(),
+            "dry_run_share": dry_run(item.experiment, sample),
+        }
+        for item in loaded
+    ]
+    if as_json:
+        print(json.dumps({"ok": results, "errors": errors}, indent=2))
+    for item, result in zip(loaded, results, strict=True):
+        if as_json:
+            break
+        exp = item.experiment
+        shares: dict[str, float] = result["dry_run_share"]  # type: ignore[assignment]
+        console.print(
+            f"[green]ok[/green] {item.path}: {exp.name} ({exp.policy.kind}, model {exp.model}, "
+            f"config {item.config_version})",
+            highlight=False,
+        )
+        configured = exp.configured_weights()
+        for variant, share in shares.items():
+            console.print(
+                f"    {variant}: {share:6.2f}% of {sample} sample keys "
+                f"(configured {configured.get(variant, 0.0):g}%)",
+                highlight=False,
+            )
+    for error in errors:
+        err_console.print(f"[red]refused[/red] {error}", highlight=False)
+    if errors:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -58,9 +58,16 @@ class EmbeddedRedis:
         ]
         self.process = ManagedProcess("redis", argv, log_path=self.workdir / "redis.log").start()
         client = redis.Redis.from_url(self.url, socket_timeout=0.5)
+
+        def answers() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.RedisError:
+                return False
+
         try:
-            poll_until(lambda: bool(client.ping()), timeout, what=f"redis on port {self.port}")
-        except (TimeoutError, redis.RedisError):
+            poll_until(answers, timeout, what=f"redis on port {self.port}")
+        except TimeoutError:
             self.stop()
             raise
         finally:

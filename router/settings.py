@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     """Hosts that experiment upstream URLs may point at (anything else is refused at load)."""
     redis_url: str | None = None
     """Redis to use; unset means an embedded redis-server started by ``turnout up``."""
+    redis_port: int = Field(6399, ge=1, le=65535)
+    """Port of the embedded redis-server that ``turnout up`` starts when no URL is set."""
 
     # --- upstream calls ----------------------------------------------------------------
     upstream_connect_timeout: float = Field(0.5, gt=0)
@@ -68,6 +70,12 @@ class Settings(BaseSettings):
     """Fault injection for drills and tests: extra delay added to every worker prediction."""
     worker_fault_status: int | None = Field(None, ge=500, le=599)
     """Fault injection for drills and tests: answer every prediction with this 5xx status."""
+
+    # --- privacy and randomness ------------------------------------------------------
+    user_hash_salt: str = "turnout"
+    """Salt of the user-key hash stored in events (set a secret one per deployment)."""
+    seed: int | None = None
+    """Seed of the gateway's random number generator (unset: seeded from the OS)."""
 
     # --- logging -----------------------------------------------------------------------
     log_level: str = "INFO"

@@ -1,0 +1,189 @@
+"""The gateway's Prometheus metrics, on a registry of its own (never the global one)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = r = registry or CollectorRegistry()
+        self.requests = Counter(
+            "turnout_requests",
+            "Predictions by experiment, chosen variant, served version and outcome.",
+            ["experiment", "variant", "version", "outcome"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "turnout_request_seconds",
+            "Gateway latency of POST /predict, by experiment and chosen variant.",
+            ["experiment", "variant"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_seconds = Histogram(
+            "turnout_upstream_seconds",
+            "Worker call latency as the gateway sees it.",
+            ["experiment", "variant"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "turnout_fallbacks",
+            "Requests answered by the control after the chosen variant failed.",
+            ["experiment", "variant", "reason"],
+            registry=r,
+        )
+        self.upstream_failures = Counter(
+            "turnout_upstream_failures",
+            "Failed worker calls.",
+            ["experiment", "variant"],
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "turnout_breaker_state",
+            "Circuit breaker per upstream: 0 closed, 1 open, 2 half-open.",
+            ["experiment", "variant"],
+            registry=r,
+        )
+        self.upstream_healthy = Gauge(
+            "turnout_upstream_healthy",
+            "1 when the upstream's /readyz answered 200 at the last active check.",
+            ["experiment", "variant"],
+            registry=r,
+        )
+        self.configured_weight = Gauge(
+            "turnout_configured_weight",
+            "Configured traffic share per variant, in percent.",
+            ["experiment", "variant"],
+            registry=r,
+        )
+        self.config_reloads = Counter(
+            "turnout_config_reloads",
+            "Experiment reloads by result (applied or refused).",
+            ["result"],
+            registry=r,
+        )
+        self.config_info = Gauge(
+            "turnout_config_info",
+            "Loaded experiment configuration (value 1).",
+            ["experiment", "model", "policy", "config_version"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "turnout_rejected_requests",
+            "Requests refused with a 4xx before routing, by error code.",
+            ["code"],
+            registry=r,
+        )
+        # --- recording (outcomes to Redis) ---
+        self.events_produced = Counter(
+            "turnout_events_produced", "Outcome events accepted into the buffer.", registry=r
+        )
+        self.events_written = Counter(
+            "turnout_events_written", "Outcome events written to Redis.", registry=r
+        )
+        self.events_dropped = Counter(
+            "turnout_events_dropped",
+            "Outcome events dropped, by reason (the buffer bound was hit, ...).",
+            ["reason"],
+            registry=r,
+        )
+        self.events_buffered = Gauge(
+            "turnout_events_buffered", "Outcome events waiting in the buffer.", registry=r
+        )
+        self.redis_up = Gauge(
+            "turnout_redis_up", "1 when the last Redis write or read succeeded.", registry=r
+        )
+        self.flush_seconds = Histogram(
+            "turnout_flush_seconds",
+            "Duration of one pipelined flush of the buffer to Redis.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.feedback = Counter(
+            "turnout_feedback",
+            "Feedback accepted, by experiment and the version credited.",
+            ["experiment", "version"],
+            registry=r,
+        )
+        # --- shadow mirroring ---
+        self.shadow_comparisons = Counter(
+            "turnout_shadow_comparisons",
+            "Shadow answers compared with the primary's, by agreement of labels.",
+            ["experiment", "primary", "shadow", "agree"],
+            registry=r,
+        )
+        self.shadow_score_delta = Histogram(
+            "turnout_shadow_score_delta",
+            "Shadow score minus primary score on the same request.",
+            ["experiment", "primary", "shadow"],
+            buckets=(-1.0, -0.5, -0.25, -0.1, -0.05, -0.01, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        )
+        self.shadow_dropped = Counter(
+            "turnout_shadow_dropped",
+            "Mirror calls not made or not compared, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.shadow_errors = Counter(
+            "turnout_shadow_errors",
+            "Mirror calls that failed, by experiment and shadow variant.",
+            ["experiment", "shadow"],
+            registry=r,
+        )
+        # --- bandit ---
+        self.bandit_posterior_mean = Gauge(
+            "turnout_bandit_posterior_mean",
+            "Posterior mean reward per arm (from the cached posterior).",
+            ["experiment", "arm"],
+            registry=r,
+        )
+        self.bandit_traffic_share = Gauge(
+            "turnout_bandit_traffic_share",
+            "Probability that the bandit picks each arm now (Thompson, with floors).",
+            ["experiment", "arm"],
+            registry=r,
+        )
+        self.bandit_posterior_age = Gauge(
+            "turnout_bandit_posterior_age_seconds",
+            "Seconds since the cached posterior was refreshed from Redis.",
+            ["experiment"],
+            registry=r,
+        )
+        # --- flags and admin ---
+        self.flag_changes = Counter(
+            "turnout_flag_changes",
+            "Flag changes seen, by experiment and flag.",
+            ["experiment", "flag"],
+            registry=r,
+        )
+        self.admin_denied = Counter(
+            "turnout_admin_denied",
+            "Admin calls refused for a missing or wrong token.",
+            registry=r,
+        )
+        self.forced_ignored = Counter(
+            "turnout_forced_variant_ignored",
+            "X-Turnout-Variant headers ignored for lack of a valid admin token.",
+            registry=r,
+        )

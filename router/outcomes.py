@@ -1,0 +1,39 @@
+"""What happened to one request, and the interface that records it (off the hot path)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    request_id: str
+    experiment: str
+    config_version: str
+    variant: str
+    """The variant the policy chose."""
+    served_variant: str | None
+    """The variant that answered (the control after a fallback; None if nothing answered)."""
+    version: str | None
+    """Model version of the served variant."""
+    sticky: bool
+    propensity: float
+    user_hash: str | None
+    """Salted hash of the request key; the raw key is never recorded."""
+    status: int
+    latency_ms: float
+    label: object | None
+    score: float | None
+    fallback: bool
+    ts: float
+
+
+class Recorder(Protocol):
+    def record(self, outcome: Outcome) -> None:
+        """Accept an outcome without blocking; it is written later."""
+
+
+class NullRecorder:
+    def record(self, outcome: Outcome) -> None:
+        return None
