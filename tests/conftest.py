@@ -84,3 +84,82 @@ def start_worker(
     yield start
     for worker in started:
         worker.process.stop()
+
+
+@dataclass
+class Gateway:
+    url: str
+    process: ManagedProcess
+    experiments_dir: Path
+
+
+GatewayFactory = Callable[..., Gateway]
+
+
+def write_experiment(directory: Path, text: str, name: str = "experiment.yaml") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)  # atomic, so a watcher never reads half a file
+    return path
+
+
+def canary_yaml(workers: dict[str, str], weights: dict[str, int], **extra: str) -> str:
+    """A canary experiment over ``workers`` (variant -> url), control = first variant."""
+    control = next(iter(workers))
+    lines = [
+        f"name: {extra.get('name', 'exp')}",
+        f"model: {extra.get('model', 'profanity')}",
+        f"control: {control}",
+        "variants:",
+        *[f"  {v}: {{url: '{u}'}}" for v, u in workers.items()],
+        "policy:",
+        f"  kind: {extra.get('kind', 'canary')}",
+        "  weights: {" + ", ".join(f"{v}: {w}" for v, w in weights.items()) + "}",
+    ]
+    if "sticky" in extra:
+        lines.append(f"  sticky: {extra['sticky']}")
+    if "tail" in extra:
+        lines.append(extra["tail"])
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def start_gateway(
+    tmp_path_factory: pytest.TempPathFactory, models_dir: Path
+) -> Iterator[GatewayFactory]:
+    """Start gateway processes (module lifetime) on an experiments folder of the test's own."""
+    tmp_path = tmp_path_factory.mktemp("gateways")
+    started: list[Gateway] = []
+
+    def start(experiments_dir: Path, wait_ready: bool = True, **env: str) -> Gateway:
+        port = free_port()
+        process = ManagedProcess(
+            "gateway",
+            [sys.executable, "-m", "router", "gateway", "--port", str(port)],
+            env={
+                "TURNOUT_EXPERIMENTS_DIR": str(experiments_dir),
+                "TURNOUT_MODELS_DIR": str(models_dir),
+                "TURNOUT_HEALTH_INTERVAL": "0.5",
+                "TURNOUT_RELOAD_POLL_INTERVAL": "0.2",
+                **env,
+            },
+            log_path=tmp_path / f"gateway-{port}.log",
+        ).start()
+        gateway = Gateway(f"http://127.0.0.1:{port}", process, experiments_dir)
+        started.append(gateway)
+        poll_until(
+            lambda: (
+                http_ok(f"{gateway.url}/{'readyz' if wait_ready else 'healthz'}")
+                or not process.alive()
+            ),
+            60,
+            what="gateway",
+        )
+        assert process.alive(), process.output()
+        return gateway
+
+    yield start
+    for gateway in started:
+        gateway.process.stop()

@@ -150,9 +150,7 @@ def test_injected_fault_status(start_worker: WorkerFactory) -> None:
     assert r.status_code == 500 and r.json()["error"] == "fault"
 
 
-def test_readyz_is_503_until_loaded_and_refuses_tampered_artifact(
-    models_dir, tmp_path
-) -> None:
+def test_readyz_is_503_until_loaded_and_refuses_tampered_artifact(models_dir, tmp_path) -> None:
     import shutil
 
     root = tmp_path / "models"

@@ -87,7 +87,7 @@ def test_damaged_artifact_is_refused(models_dir: Path, tmp_path: Path, damage: s
         artifact.write_bytes(data[: len(data) // 2])
     else:
         artifact.unlink()
-    with pytest.raises(RegistryError, match="integrity check|no artifact"):
+    with pytest.raises(RegistryError, match=r"integrity check|no artifact"):
         registry.load(root, "profanity", "v1")
 
 
