@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     """Model registry root: ``<models_dir>/<model>/<version>/{model.joblib,card.json}``."""
     experiments_dir: Path = PROJECT_ROOT / "experiments"
     """Folder of experiment YAML files, one experiment per file."""
+    state_dir: Path = PROJECT_ROOT / ".turnout"
+    """Where ``turnout up`` keeps the embedded Redis data and the processes' logs."""
 
     # --- input limits (shared by gateway and workers) ----------------------------------
     max_text_chars: int = Field(10_000, gt=0)

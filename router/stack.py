@@ -14,7 +14,7 @@ from router.errors import ConfigError
 from router.experiments import load_directory
 from router.processes import ManagedProcess, http_ok, poll_until
 from router.redis_server import EmbeddedRedis
-from router.settings import PROJECT_ROOT, Settings
+from router.settings import Settings
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
@@ -52,7 +52,7 @@ def workers_needed(settings: Settings) -> list[WorkerSpec]:
 class Stack:
     def __init__(self, settings: Settings, workdir: Path | None = None) -> None:
         self.settings = settings
-        self.workdir = workdir or PROJECT_ROOT / ".turnout"
+        self.workdir = workdir or settings.state_dir
         self.processes: list[ManagedProcess] = []
         self.redis: EmbeddedRedis | None = None
 

@@ -1,0 +1,100 @@
+"""The experiment loader refuses bad files with the file, the line and the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from router.errors import ConfigError
+from router.experiments import load_directory, parse_experiment
+
+ALLOWED = ["127.0.0.1", "localhost"]
+GOOD = """\
+name: exp
+model: profanity
+control: v1
+variants:
+  v1: {url: "http://127.0.0.1:8101"}
+  v2: {url: "http://127.0.0.1:8102"}
+policy:
+  kind: canary
+  weights: {v1: 90, v2: 10}
+"""
+
+
+def refusal(text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_experiment(text, Path("exp.yaml"), ALLOWED)
+    return info.value.detail
+
+
+def test_good_file_loads_with_a_content_hash() -> None:
+    loaded = parse_experiment(GOOD, Path("exp.yaml"), ALLOWED)
+    assert loaded.experiment.configured_weights() == {"v1": 90, "v2": 10}
+    assert len(loaded.config_version) == 12
+    other = parse_experiment(GOOD.replace("90", "80").replace("10}", "20}"), Path("e"), ALLOWED)
+    assert other.config_version != loaded.config_version
+
+
+BAD = [
+    ("weights not summing to 100", GOOD.replace("v2: 10", "v2: 11"), 9, "sum to 100"),
+    ("negative weight", GOOD.replace("v1: 90, v2: 10", "v1: 110, v2: -10"), 9, "negative"),
+    ("unknown control", GOOD.replace("control: v1", "control: v9"), 1, "control 'v9'"),
+    ("missing control", GOOD.replace("control: v1\n", ""), 1, "control: Field required"),
+    ("variant without url", GOOD.replace('{url: "http://127.0.0.1:8102"}', "{}"), 6, "url"),
+    ("ftp url", GOOD.replace("http://127.0.0.1:8102", "ftp://127.0.0.1:8102"), 6, "scheme"),
+    ("host not allowed", GOOD.replace("127.0.0.1:8102", "evil.example:80"), 6, "allowed hosts"),
+    ("unknown key", GOOD + "colour: blue\n", 10, "unknown key"),
+    ("unknown nested key", GOOD.replace("kind: canary", "kind: canary\n  ramp: 5"), 9, "unknown"),
+    ("unknown policy kind", GOOD.replace("kind: canary", "kind: roulette"), 8, "policy"),
+    ("weights name unknown variant", GOOD.replace("v2: 10}", "v7: 10}"), 1, "unknown variants"),
+    ("unsafe tag", GOOD + "x: !!python/object/apply:os.system ['true']\n", 10, "invalid YAML"),
+    ("not a mapping", "- a\n- b\n", 1, "one mapping"),
+    ("broken yaml", "name: [unclosed\n", 2, "invalid YAML"),
+    ("bad name", GOOD.replace("name: exp", "name: 'Bad Name!'"), 1, "name"),
+    (
+        "shadow sample out of range",
+        GOOD + "shadow: {targets: [v2], sample: 1.5}\n",
+        10,
+        "less than or equal to 1",
+    ),
+    ("shadow unknown target", GOOD + "shadow: {targets: [v9]}\n", 1, "unknown variants: v9"),
+    (
+        "ab without sticky",
+        GOOD.replace("kind: canary", "kind: ab"),
+        8,
+        "sticky",
+    ),
+    (
+        "bandit invalid prior",
+        GOOD.replace("kind: canary\n  weights: {v1: 90, v2: 10}", "kind: bandit\n  arms: [v1, v2]")
+        + "  prior: [0, 1]\n",
+        10,
+        "prior",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "reason"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_files_are_refused_with_line_and_reason(text: str, line: int, reason: str) -> None:
+    detail = refusal(text)
+    assert detail.startswith("exp.yaml:"), detail
+    assert f"exp.yaml:{line}:" in detail, detail
+    assert reason in detail, detail
+
+
+def test_duplicate_experiment_for_a_model_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(GOOD)
+    (tmp_path / "b.yaml").write_text(GOOD.replace("name: exp", "name: exp2"))
+    report = load_directory(tmp_path, ALLOWED)
+    assert list(report.experiments) == ["exp"]
+    [(path, error)] = report.errors.items()
+    assert path.name == "b.yaml"
+    assert "one active experiment per model" in error.detail
+
+
+def test_shipped_experiments_are_valid() -> None:
+    report = load_directory(Path(__file__).parents[2] / "experiments", ALLOWED)
+    assert not report.errors
+    assert report.experiments
