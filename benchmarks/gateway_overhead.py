@@ -1,0 +1,100 @@
+"""Gateway overhead: the same load straight at a worker and through the gateway, one run.
+
+Prints ratios, not pass/fail. Legs are interleaved and repeated; medians are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from benchmarks.harness import Service, load, median, models_env, start_gateway, start_worker
+from router.redis_server import EmbeddedRedis
+
+EXPERIMENT = """\
+name: bench
+model: profanity
+control: v1
+variants:
+  v1: {{url: "{url}"}}
+  v2: {{url: "{url}", version: v1}}
+policy:
+  kind: canary
+  weights: {{v1: 90, v2: 10}}
+  sticky: user_id
+"""
+
+
+def cpu_leg(target: str, services: list[Service], concurrency: int, duration: float) -> dict:
+    before = [s.cpu_seconds() for s in services]
+    result = load(target, concurrency=concurrency, duration=duration)
+    spent = [s.cpu_seconds() - b for s, b in zip(services, before, strict=True)]
+    result["cpu_ms_per_request"] = [1000.0 * c / max(result["requests"], 1) for c in spent]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="turnout-bench-"))
+    redis = EmbeddedRedis(workdir / "redis").start()
+    env = {**models_env(), "TURNOUT_REDIS_URL": redis.url}
+    worker = start_worker("v1", env)
+    experiments = workdir / "experiments"
+    experiments.mkdir()
+    (experiments / "bench.yaml").write_text(EXPERIMENT.format(url=worker.url))
+    gateway = start_gateway(experiments, env)
+    direct_url, gateway_url = f"{worker.url}/predict", f"{gateway.url}/predict"
+    try:
+        load(direct_url, concurrency=args.concurrency, duration=1.0)  # warm both paths
+        load(gateway_url, concurrency=args.concurrency, duration=1.0)
+        direct, through = [], []
+        for _ in range(args.repeats):
+            direct.append(cpu_leg(direct_url, [worker], args.concurrency, args.duration))
+            through.append(cpu_leg(gateway_url, [gateway, worker], args.concurrency, args.duration))
+        d_rps = median([r["rps"] for r in direct])
+        g_rps = median([r["rps"] for r in through])
+        worker_cpu = median([r["cpu_ms_per_request"][0] for r in direct])
+        gateway_cpu = median([r["cpu_ms_per_request"][0] for r in through])
+
+        lat_direct, lat_gateway = [], []
+        for _ in range(args.repeats):
+            lat_direct.append(load(direct_url, concurrency=1, duration=args.duration))
+            lat_gateway.append(load(gateway_url, concurrency=1, duration=args.duration))
+        p50 = median([r["p50_ms"] for r in lat_gateway]) - median([r["p50_ms"] for r in lat_direct])
+        p99 = median([r["p99_ms"] for r in lat_gateway]) - median([r["p99_ms"] for r in lat_direct])
+
+        rate = round(d_rps / 2)
+        fixed_direct = load(direct_url, rate=rate, duration=args.duration * 2)
+        fixed_gateway = load(gateway_url, rate=rate, duration=args.duration * 2)
+        errors = sum(r["errors"] for r in direct + through + lat_direct + lat_gateway)
+        errors += fixed_direct["errors"] + fixed_gateway["errors"]
+
+        print(f"gateway overhead (worker v1, canary policy, recording on, c={args.concurrency})")
+        print(f"  direct throughput            {d_rps:9.1f} req/s")
+        print(f"  gateway throughput           {g_rps:9.1f} req/s")
+        print(f"  throughput ratio gw/direct   {g_rps / d_rps:9.3f}   (goal >= 0.85)")
+        print(f"  worker CPU per request       {worker_cpu:9.3f} ms")
+        print(f"  gateway CPU per request      {gateway_cpu:9.3f} ms")
+        print(f"  CPU ratio gateway/worker     {gateway_cpu / worker_cpu:9.3f}   (goal <= 1.0)")
+        print(f"  added p50 at c=1             {p50:9.3f} ms  (goal <= 0.5)")
+        print(f"  added p99 at c=1             {p99:9.3f} ms  (goal <= 1.0)")
+        delta = fixed_gateway["p99_ms"] - fixed_direct["p99_ms"]
+        print(
+            f"  p99 at {rate} req/s (fixed)   direct {fixed_direct['p99_ms']:.3f} ms, "
+            f"gateway {fixed_gateway['p99_ms']:.3f} ms, delta {delta:.3f} ms  (goal <= 2)"
+        )
+        print(f"  errors in all legs           {errors}")
+    finally:
+        gateway.process.stop()
+        worker.process.stop()
+        redis.stop()
+
+
+if __name__ == "__main__":
+    main()

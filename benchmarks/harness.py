@@ -1,0 +1,125 @@
+"""Shared benchmark plumbing: real processes, their CPU counters, and load legs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from router.processes import ManagedProcess, free_port, http_ok, poll_until
+
+ROOT = Path(__file__).resolve().parent.parent
+WRK_SCRIPT = """
+counter = 0
+texts = {"I love this song so much", "you are such a bitch lol",
+         "rt @someone: that game last night was wild", "what a beautiful morning for a walk"}
+request = function()
+  counter = counter + 1
+  local text = texts[(counter % #texts) + 1]
+  local body = '{"text": "' .. text .. '", "user_id": "user-' .. counter .. '"}'
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+end
+"""
+
+
+@dataclass
+class Service:
+    process: ManagedProcess
+    url: str
+
+    def cpu_seconds(self) -> float:
+        times = psutil.Process(self.process.pid).cpu_times()
+        return float(times.user + times.system)
+
+
+def start(name: str, argv: list[str], port: int, env: dict[str, str], ready: str) -> Service:
+    process = ManagedProcess(
+        name,
+        argv,
+        env={**env, "TURNOUT_ACCESS_LOG": env.get("TURNOUT_ACCESS_LOG", "false")},
+        log_path=Path(tempfile.gettempdir()) / f"turnout-bench-{name}-{port}.log",
+    ).start()
+    url = f"http://127.0.0.1:{port}"
+    poll_until(lambda: http_ok(f"{url}{ready}") or not process.alive(), 120, what=name)
+    if not process.alive():
+        raise RuntimeError(f"{name} failed:\n{process.output()[-2000:]}")
+    return Service(process, url)
+
+
+def start_worker(version: str, env: dict[str, str]) -> Service:
+    port = free_port()
+    argv = [sys.executable, "-m", "router", "worker", "--version", version, "--port", str(port)]
+    return start(f"worker-{version}", argv, port, env, "/readyz")
+
+
+def start_gateway(experiments: Path, env: dict[str, str]) -> Service:
+    port = free_port()
+    argv = [sys.executable, "-m", "router", "gateway", "--port", str(port)]
+    return start(
+        "gateway", argv, port, {**env, "TURNOUT_EXPERIMENTS_DIR": str(experiments)}, "/readyz"
+    )
+
+
+def load(
+    url: str, concurrency: int = 1, duration: float = 5.0, rate: float = 0.0
+) -> dict[str, Any]:
+    """One leg of load from a separate process: wrk for closed loops when installed."""
+    wrk = shutil.which("wrk")
+    if wrk and not rate and concurrency > 1:
+        return _wrk(wrk, url, concurrency, duration)
+    argv = [sys.executable, str(ROOT / "benchmarks" / "loadgen.py"), url]
+    argv += ["--concurrency", str(concurrency), "--duration", str(duration)]
+    if rate:
+        argv += ["--rate", str(rate)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    return dict(json.loads(done.stdout))
+
+
+def _wrk(wrk: str, url: str, concurrency: int, duration: float) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(
+            WRK_SCRIPT + "\ndone = function(summary, latency, requests)\n"
+            '  io.write(string.format(\'JSON {"requests": %d, "errors": %d, '
+            '"seconds": %f, "p50_ms": %f, "p99_ms": %f}\\n\', summary.requests, '
+            "summary.errors.status + summary.errors.connect + summary.errors.read + "
+            "summary.errors.write + summary.errors.timeout, summary.duration / 1e6, "
+            "latency:percentile(50) / 1000, latency:percentile(99) / 1000))\nend\n"
+        )
+    try:
+        done = subprocess.run(
+            [
+                wrk,
+                "-t1",
+                f"-c{concurrency}",
+                f"-d{max(1, round(duration))}s",
+                "-s",
+                script.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        os.unlink(script.name)
+    line = next(x for x in done.stdout.splitlines() if x.startswith("JSON "))
+    result = dict(json.loads(line[5:]))
+    result["rps"] = round(result["requests"] / result["seconds"], 1)
+    return result
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def models_env() -> dict[str, str]:
+    return {"TURNOUT_MODELS_DIR": os.environ.get("TURNOUT_MODELS_DIR", str(ROOT / "models"))}
