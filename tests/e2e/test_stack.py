@@ -1,0 +1,65 @@
+"""`turnout up` brings up Redis, the workers and the gateway, and Ctrl-C stops them all."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+import psutil
+
+from router.processes import ManagedProcess, free_port, poll_until
+from tests.conftest import canary_yaml, write_experiment
+
+
+def test_up_serves_the_experiment_and_ctrl_c_stops_everything(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    ports = {v: free_port() for v in ("v1", "v2", "v3")}
+    workers = {v: f"http://127.0.0.1:{p}" for v, p in ports.items()}
+    write_experiment(
+        tmp_path / "experiments",
+        canary_yaml(workers, {"v1": 90, "v2": 10, "v3": 0}, sticky="user_id"),
+    )
+    gateway_port = free_port()
+    stack = ManagedProcess(
+        "turnout up",
+        [sys.executable, "-m", "router", "up"],
+        env={
+            "TURNOUT_MODELS_DIR": str(models_dir),
+            "TURNOUT_EXPERIMENTS_DIR": str(tmp_path / "experiments"),
+            "TURNOUT_STATE_DIR": str(tmp_path / "state"),
+            "TURNOUT_PORT": str(gateway_port),
+            "TURNOUT_REDIS_PORT": str(free_port()),
+            "COLUMNS": "200",
+        },
+        log_path=tmp_path / "up.log",
+    ).start()
+    try:
+        ready = f"gateway ready at http://127.0.0.1:{gateway_port}"
+        poll_until(
+            lambda: ready in stack.output() or not stack.alive(), 120, what="the stack to start"
+        )
+        assert stack.alive(), stack.output()
+        children = psutil.Process(stack.pid).children(recursive=True)
+        names = " ".join(" ".join(c.cmdline()) for c in children)
+        assert "redis-server" in names
+        assert names.count(" worker ") == 3
+        assert " gateway " in names
+
+        r = httpx.post(
+            f"http://127.0.0.1:{gateway_port}/predict", json={"text": "hello", "user_id": "u1"}
+        )
+        assert r.status_code == 200
+        assert r.json()["model_version"] in ("v1", "v2")
+
+        stack.signal(signal.SIGINT)
+        poll_until(lambda: not stack.alive(), 60, what="the stack to stop")
+        poll_until(
+            lambda: not any(c.is_running() and c.status() != "zombie" for c in children),
+            30,
+            what="every child to exit",
+        )
+    finally:
+        stack.stop()
