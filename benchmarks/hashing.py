@@ -7,6 +7,11 @@ official SDK's equivalents that run offline: its bare hashing functions where it
 its public client API (which adds context handling and, for Unleash and Eppo, a native engine).
 "ratio" is our rate over the SDK's: above 1 means router.hashing is faster. A missing SDK row
 means that SDK is not importable.
+
+A second table runs the same splits through the policy path the gateway takes
+(``WeightedPolicy.choose`` of a canary built from an experiment with ``sticky: {hash: ...}``);
+its "ratio" is the policy's rate over the bare hashing row above it (the cost of the Decision,
+the dispatch and, for Unleash and Eppo, the key-encoding guard).
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import time
 from collections.abc import Callable
 from typing import Any
 
+from router.experiments import Experiment
 from router.hashing import (
     choose_by_ranges,
     eppo_choose_split,
@@ -28,6 +35,8 @@ from router.hashing import (
     unleash_in_rollout,
     unleash_variant_index,
 )
+from router.policies import build_policy
+from router.policies.base import EMPTY_VIEW, Policy
 
 Assign = Callable[[str], object]
 Equivalents = dict[str, list[tuple[str, Assign]]]
@@ -64,6 +73,40 @@ def ours() -> dict[str, Assign]:
         "unleash variant": lambda key: unleash_variant_index(key, "bench", UNLEASH_WEIGHTS),
         "eppo": lambda key: eppo_choose_split(key, EPPO_SPLITS, 10000),
     }
+
+
+# Policy-level equivalents of the rows in ours(): control v1 at 90%, v2 at 10%.
+POLICY_STICKY: dict[str, tuple[str, dict[str, Any]]] = {
+    "turnout": ("turnout", {"hash": "turnout", "salt": "bench"}),
+    "growthbook v1": ("growthbook v1", {"hash": "growthbook", "seed": "bench", "hash_version": 1}),
+    "growthbook v2": ("growthbook v2", {"hash": "growthbook", "seed": "bench", "hash_version": 2}),
+    "unleash": ("unleash rollout", {"hash": "unleash", "group_id": "bench"}),
+    "eppo": ("eppo", {"hash": "eppo", "salt": "exp-split"}),
+}
+
+
+def policies() -> dict[str, Assign]:
+    assigners: dict[str, Assign] = {}
+    for name, (_, sticky) in POLICY_STICKY.items():
+        experiment = Experiment.model_validate(
+            {
+                "name": "bench",
+                "model": "m",
+                "control": "v1",
+                "variants": {
+                    "v1": {"url": "http://127.0.0.1:8101"},
+                    "v2": {"url": "http://127.0.0.1:8102"},
+                },
+                "policy": {"kind": "canary", "weights": {"v1": 90, "v2": 10}, "sticky": sticky},
+            }
+        )
+        assigners[name] = _choose(build_policy(experiment))
+    return assigners
+
+
+def _choose(policy: Policy) -> Assign:
+    rng = random.Random(0)
+    return lambda key: policy.choose(key, rng, EMPTY_VIEW)
 
 
 def growthbook_sdk() -> Equivalents:
@@ -243,12 +286,19 @@ def main() -> None:
     sdk = {**growthbook_sdk(), **unleash_sdk(), **eppo_sdk()}
     print(f"{args.keys} keys, best of {args.repeat} rounds, assignments per second")
     print(f"{'scheme / SDK equivalent':<46} {'assign/s':>12} {'ratio':>8}")
+    bare: dict[str, float] = {}
     for name, assign in ours().items():
-        mine = rate(assign, keys, args.repeat)
+        mine = bare[name] = rate(assign, keys, args.repeat)
         print(f"{name + ' (router.hashing)':<46} {mine:>12,.0f}")
         for label, equivalent in sdk.get(name, []):
             theirs = rate(equivalent, keys, args.repeat)
             print(f"{'  ' + label:<46} {theirs:>12,.0f} {mine / theirs:>7.2f}x")
+    print()
+    print(f"{'policy level: WeightedPolicy.choose, canary':<46} {'assign/s':>12} {'ratio':>8}")
+    for name, assign in policies().items():
+        mine = rate(assign, keys, args.repeat)
+        row = POLICY_STICKY[name][0]
+        print(f"{'hash: ' + name:<46} {mine:>12,.0f} {mine / bare[row]:>7.2f}x")
 
 
 if __name__ == "__main__":

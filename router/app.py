@@ -19,8 +19,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from router import logs
+from router.admin import AdminContext, build_admin_router
+from router.api_outcomes import outcomes_router
+from router.auth import AdminTokens
 from router.errors import ConfigError, InvalidInput, NotFound, TurnoutError, Unavailable
 from router.experiments import load_directory
+from router.flags import FlagCache
 from router.forwarding import Served, forward
 from router.http import (
     check_text,
@@ -30,9 +34,10 @@ from router.http import (
     require_object,
 )
 from router.metrics import GatewayMetrics
-from router.outcomes import NullRecorder, Outcome, Recorder
-from router.policies.base import EMPTY_VIEW
+from router.outcomes import Outcome, Recorder
+from router.recording import recorder_for, start_recording, stop_recording
 from router.settings import Settings
+from router.steering import steer
 from router.store import ExperimentStore, Route
 from router.upstream import CircuitBreaker, UpstreamPool, UpstreamTimeouts
 
@@ -84,7 +89,7 @@ def create_app(
     if report.errors:
         raise ConfigError("; ".join(e.detail for e in report.errors.values()))
     metrics = metrics or GatewayMetrics()
-    recorder = recorder or NullRecorder()
+    recorder = recorder or recorder_for(settings, metrics)
     rng = rng or random.Random(settings.seed)
     pool = UpstreamPool(
         UpstreamTimeouts(
@@ -96,31 +101,48 @@ def create_app(
         settings.health_interval,
     )
     store = ExperimentStore(settings.experiments_dir, settings.allowed_hosts, pool, metrics)
+    flags = FlagCache.from_settings(settings, metrics, clock)
+    tokens = AdminTokens.from_settings(settings)
     tasks: set[asyncio.Task[None]] = set()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         store.load_initial()
         await pool.check_all()
+        await flags.prime()
         for job in (
             pool.health_loop(),
             store.watch(settings.reload_poll_interval, settings.watch_files),
+            flags.run(),
         ):
             tasks.add(asyncio.create_task(job))
+        await start_recording(recorder)
         logs.event(log, "gateway_started", experiments=sorted(store.snapshot.routes))
         try:
             yield
         finally:
+            await stop_recording(recorder)  # final flush, bounded by its own timeout
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await pool.close()
+            await flags.close()
 
     app = FastAPI(title="turnout gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     install_error_handlers(app)
     app.state.store = store
     app.state.metrics = metrics
     app.state.pool = pool
+    app.state.flags = flags
+    app.include_router(outcomes_router(settings, recorder, store, metrics, clock))
+    if tokens.enabled:  # no token configured: the admin API is off (404), not open
+        app.include_router(
+            build_admin_router(
+                AdminContext(
+                    store, flags, tokens, metrics, settings.allowed_hosts, settings.max_body_bytes
+                )
+            )
+        )
 
     def route_for(model: str | None) -> Route:
         snapshot = store.snapshot
@@ -154,12 +176,21 @@ def create_app(
                 raise InvalidInput("'context' must be a JSON object")
             request_id = request_id_of(request)
             route = route_for(model)
+            steering = steer(
+                route.experiment,
+                route.policy,
+                flags.for_experiment(route.name),
+                key,
+                rng,
+                request.headers.get("x-turnout-variant"),
+                lambda: tokens.identify(request.headers.get("authorization")) is not None,
+            )
         except TurnoutError as exc:
             metrics.rejected.labels(exc.code).inc()
             raise
-        if "x-turnout-variant" in request.headers:
+        if steering.ignored:
             metrics.forced_ignored.inc()
-        decision = route.policy.choose(key, rng, EMPTY_VIEW)
+        decision = steering.decision
         experiment = route.experiment
         payload = orjson.dumps({"text": text})
         served: Served | None = None
@@ -198,6 +229,7 @@ def create_app(
                     score=_score(prediction),
                     fallback=bool(served and served.fallback),
                     ts=clock(),
+                    forced=steering.forced_by,
                 )
             )
             if settings.access_log:
@@ -227,6 +259,9 @@ def create_app(
                 "fallback": served.fallback,
                 "sticky": decision.sticky,
                 "config_version": route.config_version,
+                "forced": steering.forced_by is not None,
+                "forced_by": steering.forced_by,
+                "forced_ignored": steering.ignored,
             }
         )
         # Splice the worker's bytes in: it was parsed once already, never re-encoded.

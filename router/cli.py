@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from router.cli_admin import register as register_operator_commands
 from router.errors import TurnoutError
 from router.settings import Settings
 
@@ -242,6 +243,47 @@ def validate(
         err_console.print(f"[red]refused[/red] {error}", highlight=False)
     if errors:
         raise typer.Exit(1)
+
+
+register_operator_commands(app)
+
+
+@app.command()
+def report(
+    name: Annotated[str, typer.Argument(help="Experiment name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    url: Annotated[
+        str | None, typer.Option(help="Gateway URL (default: http://TURNOUT_HOST:TURNOUT_PORT).")
+    ] = None,
+) -> None:
+    """Per-variant comparison of an experiment, computed by the gateway from Redis."""
+    import json
+    import re
+
+    import httpx
+
+    from router.experiments import NAME
+    from router.reports import render_report
+
+    if not re.match(NAME, name):
+        raise fail(f"{name!r} is not an experiment name (expected {NAME})", 2)
+    settings = Settings()
+    base = (url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    try:
+        response = httpx.get(f"{base}/experiments/{name}/report", timeout=10.0)
+    except httpx.HTTPError as exc:
+        raise fail(f"gateway unreachable at {base}: {type(exc).__name__}: {exc}") from None
+    try:
+        body = response.json()
+    except ValueError:
+        raise fail(f"gateway at {base} answered {response.status_code} without JSON") from None
+    if response.status_code != 200:
+        detail = body.get("detail") if isinstance(body, dict) else None
+        raise fail(f"{detail or body} (HTTP {response.status_code})")
+    if as_json:
+        print(json.dumps(body, indent=2))
+        return
+    render_report(console, body)
 
 
 def main() -> None:

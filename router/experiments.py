@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from router import hashing
 from router.errors import ConfigError
 
 NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
@@ -54,15 +56,26 @@ class Variant(Strict):
         return url.rstrip("/")
 
 
+# Scheme-specific settings; setting one the chosen scheme ignores is refused, not ignored.
+_SCHEME_SETTINGS: dict[str, frozenset[str]] = {
+    "turnout": frozenset({"salt"}),
+    "growthbook": frozenset({"seed", "hash_version", "coverage"}),
+    "unleash": frozenset({"group_id"}),
+    "eppo": frozenset({"salt", "total_shards"}),
+}
+
+
 class StickyConfig(Strict):
+    """How a request key maps to a variant; ``router.policies.assign`` defines each scheme."""
+
     key: Literal["user_id"] = "user_id"
     """Request field the assignment hashes."""
-    hash: Literal["turnout", "growthbook", "unleash", "eppo"] = "turnout"
+    hash: hashing.HashScheme = hashing.DEFAULT_HASH_SCHEME
     """Bucketing scheme: Turnout's own, or one that agrees with an experimentation platform."""
     salt: str | None = None
-    """Salt of the turnout scheme (defaults to the experiment name)."""
+    """Salt of the turnout and eppo schemes (defaults to the experiment name)."""
     seed: str | None = None
-    """GrowthBook seed (defaults to the experiment name)."""
+    """GrowthBook seed (defaults to the experiment name, as GrowthBook's to its key)."""
     hash_version: Literal[1, 2] = 2
     """GrowthBook hash version."""
     coverage: float = Field(1.0, ge=0.0, le=1.0)
@@ -71,6 +84,66 @@ class StickyConfig(Strict):
     """Unleash groupId (defaults to the experiment name)."""
     total_shards: int = Field(10_000, gt=0)
     """Eppo total shards."""
+
+    @field_validator("salt", "group_id")
+    @classmethod
+    def _check_encodable(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                raise ValueError("must be valid Unicode (it holds a lone surrogate)") from None
+        return value
+
+    @field_validator("group_id")
+    @classmethod
+    def _check_group_id(cls, group_id: str | None) -> str | None:
+        if group_id is not None and ('"' in group_id or group_id.endswith("\\")):
+            raise ValueError(
+                "must not contain '\"' or end with '\\': Unleash's engine mis-reads such a "
+                "groupId (the strategy matches nobody, or hashes another group)"
+            )
+        return group_id
+
+    @field_validator("total_shards")
+    @classmethod
+    def _check_total_shards(cls, total: int) -> int:
+        if total > hashing.EPPO_MAX_TOTAL_SHARDS:
+            raise ValueError(
+                f"must be below 2**32: Eppo stores totalShards as a 32-bit unsigned integer, "
+                f"got {total}"
+            )
+        return total
+
+    @model_validator(mode="after")
+    def _check_settings_apply(self) -> StickyConfig:
+        allowed = _SCHEME_SETTINGS[self.hash]
+        stray = sorted(self.model_fields_set - allowed - {"key", "hash"})
+        if stray:
+            raise ValueError(
+                f"{', '.join(stray)} not used by hash: {self.hash} "
+                f"(it takes {', '.join(sorted(allowed))})"
+            )
+        return self
+
+
+def _check_vendor_scheme(sticky: StickyConfig, control: str, weights: dict[str, float]) -> None:
+    """Refuse weights the sticky scheme's vendor would not evaluate as written."""
+    try:
+        not_finite = [name for name, weight in weights.items() if not math.isfinite(weight)]
+        if not_finite:  # e.g. GrowthBook would silently fall back to equal weights
+            raise ValueError(f"weights must be finite numbers: {', '.join(not_finite)}")
+        if sticky.hash == "growthbook" and len(weights) < 2:
+            raise ValueError(
+                "GrowthBook runs no experiment with fewer than two variations; "
+                "weights must name at least two variants"
+            )
+        if sticky.hash == "unleash":
+            hashing.unleash_rollout_plan([w for name, w in weights.items() if name != control])
+        if sticky.hash == "eppo":
+            hashing.eppo_shard_ranges(list(weights.values()), sticky.total_shards)
+    except ValueError as exc:
+        raise ValueError(f"policy.sticky: hash: {sticky.hash}: {exc}") from None
 
 
 def _sticky(value: Any) -> Any:
@@ -83,6 +156,9 @@ StickyField = Annotated[StickyConfig | None, Field(default=None)]
 def _check_weights(weights: dict[str, float]) -> dict[str, float]:
     if not weights:
         raise ValueError("weights must name at least one variant")
+    not_finite = [k for k, w in weights.items() if not math.isfinite(w)]
+    if not_finite:
+        raise ValueError(f"weights must be finite numbers: {', '.join(not_finite)}")
     negative = [k for k, w in weights.items() if w < 0]
     if negative:
         raise ValueError(f"weights must not be negative: {', '.join(negative)}")
@@ -193,6 +269,21 @@ class Experiment(Strict):
             unknown = [n for n in names if n not in known]
             if unknown:
                 raise ValueError(f"{label} names unknown variants: {', '.join(unknown)}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_sticky_scheme(self) -> Experiment:
+        policy = self.policy
+        sticky = getattr(policy, "sticky", None)
+        if sticky is None or sticky.hash == "turnout":
+            return self
+        if isinstance(policy, CanaryPolicy | ABPolicy):
+            _check_vendor_scheme(sticky, self.control, policy.weights)
+        else:
+            raise ValueError(
+                f"policy.sticky: hash: {sticky.hash} applies to canary and ab only; a "
+                f"{policy.kind} keeps users on the arm drawn for them instead of hashing"
+            )
         return self
 
     def referenced(self) -> dict[str, list[str]]:

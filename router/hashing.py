@@ -9,10 +9,16 @@ schemes reproduce, bit for bit, what the official Python SDKs assign, so that a 
 and a product experiment bucket the same user the same way:
 
 * GrowthBook: ``fnv1a32``, ``growthbook_hash``, ``growthbook_bucket_ranges``,
-  ``growthbook_choose_variation``, ``growthbook_in_namespace``.
+  ``growthbook_choose_variation``, ``growthbook_in_namespace``; ``growthbook_weight`` turns a
+  percentage into the decimal fraction GrowthBook stores.
 * Unleash: ``murmur3_x86_32``, ``unleash_normalized_value``, ``unleash_in_rollout``,
-  ``unleash_variant_index``.
-* Eppo: ``eppo_shard``, ``eppo_matches_shard``, ``eppo_matches_split``, ``eppo_choose_split``.
+  ``unleash_variant_index``; ``unleash_rollout_plan`` turns percentage weights into the
+  equivalent ``flexibleRollout`` (whole-percent rollout, per-mille strategy variants).
+* Eppo: ``eppo_shard``, ``eppo_matches_shard``, ``eppo_matches_split``, ``eppo_choose_split``;
+  ``eppo_shard_ranges`` turns percentage weights into contiguous whole-shard ranges.
+
+The two ``*_plan``/``*_ranges`` helpers raise ``ValueError`` for weights the vendor cannot
+express exactly; config validation calls them so such experiments are refused, not approximated.
 """
 
 from __future__ import annotations
@@ -22,28 +28,34 @@ import hashlib
 import math
 import struct
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Final, Literal
 
 __all__ = [
     "DEFAULT_HASH_SCHEME",
+    "EPPO_MAX_TOTAL_SHARDS",
     "UNLEASH_VARIANT_SEED",
     "EppoRange",
     "EppoShard",
     "HashScheme",
+    "UnleashRolloutPlan",
     "choose_by_ranges",
     "eppo_choose_split",
     "eppo_matches_shard",
     "eppo_matches_split",
     "eppo_shard",
+    "eppo_shard_ranges",
     "fnv1a32",
     "growthbook_bucket_ranges",
     "growthbook_choose_variation",
     "growthbook_hash",
     "growthbook_in_namespace",
+    "growthbook_weight",
     "murmur3_x86_32",
     "turnout_unit",
     "unleash_in_rollout",
     "unleash_normalized_value",
+    "unleash_rollout_plan",
     "unleash_variant_index",
 ]
 
@@ -59,12 +71,13 @@ _LARGEST_BELOW_ONE: Final = math.nextafter(1.0, 0.0)
 
 
 def turnout_unit(salt: str, key: str) -> float:
-    """Uniform position of ``key`` in ``[0, 1)``, independent per ``salt``.
+    """Uniform position of ``key`` in ``[0, 1)``, independent per ``salt``: Turnout's scheme.
 
     ``sha256(salt.encode() + b"\\x00" + key.encode("utf-8", "surrogatepass"))``, first 8 bytes
-    read big-endian, divided by ``2**64``. ``surrogatepass`` lets keys carrying lone surrogates
-    (e.g. decoded from a JSON ``"\\ud800"`` escape) hash instead of raising. The salt is encoded
-    strictly, and should not contain NUL: it is the separator.
+    read big-endian, divided by ``2**64``; the top 2**10 of the 2**64 values, which that division
+    would round to 1.0, give the largest float below 1 instead. ``surrogatepass`` lets keys
+    carrying lone surrogates (e.g. decoded from a JSON ``"\\ud800"`` escape) hash instead of
+    raising. The salt is encoded strictly, and should not contain NUL: it is the separator.
     """
     data = salt.encode() + b"\x00" + key.encode("utf-8", "surrogatepass")
     return _unit_from_u64(int.from_bytes(hashlib.sha256(data).digest()[:8], "big"))
@@ -177,6 +190,18 @@ def growthbook_bucket_ranges(
     return ranges
 
 
+def growthbook_weight(percent: float) -> float:
+    """The fraction GrowthBook stores for a weight of ``percent``: the decimal shifted 2 places.
+
+    ``float(Decimal(repr(percent)).scaleb(-2))``: the double nearest the decimal fraction, which
+    is what GrowthBook's UI saves (``parseFloat((percent / 100).toFixed(4))``) for percentages
+    with up to two decimals, and what a payload carrying that decimal parses to. ``percent / 100``
+    is one ulp off for about a quarter of two-decimal percentages (``35.84 / 100`` gives
+    ``0.35840000000000005``), which moves the users sitting on that range boundary.
+    """
+    return float(Decimal(repr(percent)).scaleb(-2))
+
+
 def growthbook_choose_variation(n: float, ranges: Sequence[tuple[float, float]]) -> int:
     """Index of the first range with ``start <= n < end``, or -1 (not in the experiment)."""
     for index, (start, end) in enumerate(ranges):
@@ -245,8 +270,9 @@ def unleash_normalized_value(
 def unleash_in_rollout(identifier: str, group_id: str, rollout: float) -> bool:
     """Unleash ``flexibleRollout`` inclusion for a percentage ``rollout`` (0 excludes everyone).
 
-    Unleash's engine only honours integer percentages 0..100 given as strings; any other value
-    turns the strategy off for everyone, which the caller should reject at config time.
+    Unleash's engine honours only integer percentages 0..100, and mis-reads a ``groupId`` that
+    contains ``"`` or ends with ``\\``: such a strategy matches nobody (or hashes another group).
+    Callers should reject those at config time rather than diverge from Unleash silently.
     """
     return rollout > 0 and unleash_normalized_value(identifier, group_id) <= rollout
 
@@ -254,11 +280,11 @@ def unleash_in_rollout(identifier: str, group_id: str, rollout: float) -> bool:
 def unleash_variant_index(identifier: str, group_id: str, weights: Sequence[int]) -> int | None:
     """Index of the Unleash variant assigned to ``identifier``, or ``None`` with no weight at all.
 
-    ``group_id`` is the toggle name for toggle variants, or the strategy's ``groupId`` for
-    strategy variants. The target is ``unleash_normalized_value(..., sum(weights), 86028157)``
-    and the first variant whose running total reaches it wins, so zero weights are never chosen.
-    Weights need not sum to 1000; Unleash's engine fails the lookup (and answers "disabled")
-    when they sum to 0.
+    ``identifier`` is the stickiness value (``userId`` by default), ``group_id`` the toggle name
+    for toggle variants or the strategy's ``groupId`` for strategy variants. The target is
+    ``unleash_normalized_value(..., sum(weights), 86028157)`` and the first variant whose running
+    total reaches it wins, so zero weights are never chosen. Weights need not sum to 1000;
+    Unleash's engine fails the lookup (and answers "disabled") when they sum to 0.
     """
     if any(weight < 0 for weight in weights):
         raise ValueError(f"variant weights must be non-negative, got {list(weights)!r}")
@@ -274,6 +300,47 @@ def unleash_variant_index(identifier: str, group_id: str, weights: Sequence[int]
     raise AssertionError("unreachable: target <= sum(weights)")
 
 
+UnleashRolloutPlan = tuple[int, tuple[int, ...]]
+"""``(rollout percent, per-mille strategy variant weights)`` of a ``flexibleRollout``."""
+
+_PERCENT_TOLERANCE: Final = 1e-6
+
+
+def unleash_rollout_plan(treatment_percents: Sequence[float]) -> UnleashRolloutPlan:
+    """The ``flexibleRollout`` that gives each treatment its percentage of all traffic.
+
+    The rollout is the treatments' total, which must be a whole percent (Unleash's engine
+    honours no other). With two or more treatments, each gets a strategy variant weighing
+    ``1000 * percent / rollout``, in order: whole numbers summing to 1000, as Unleash's UI
+    stores them (the variant hash is taken modulo that total, so the scale matters). A single
+    treatment needs no variants (``()``), nor does a rollout of 0. Raises ``ValueError`` naming
+    the first weight Unleash cannot express.
+    """
+    if any(not (math.isfinite(p) and p >= 0) for p in treatment_percents):
+        raise ValueError(f"percentages must be finite and non-negative: {treatment_percents!r}")
+    total = sum(treatment_percents)
+    rollout = round(total)
+    if abs(total - rollout) > _PERCENT_TOLERANCE or rollout > 100:
+        raise ValueError(
+            f"Unleash rolls out whole percentages 0..100 only; the treatments sum to {total:g}%"
+        )
+    if rollout == 0 or len(treatment_percents) < 2:
+        return rollout, ()
+    per_mille: list[int] = []
+    for percent in treatment_percents:
+        exact = 1000 * percent / rollout
+        whole = round(exact)
+        if abs(exact - whole) > _PERCENT_TOLERANCE:
+            raise ValueError(
+                f"Unleash strategy variants weigh whole per-mille shares of the rollout; "
+                f"{percent:g}% of a {rollout}% rollout is {exact:.4g}/1000"
+            )
+        per_mille.append(whole)
+    if sum(per_mille) != 1000:
+        raise ValueError(f"Unleash strategy variant weights must sum to 1000, not {per_mille}")
+    return rollout, tuple(per_mille)
+
+
 # ---------------------------------------------------------------------------------------------
 # Eppo
 # ---------------------------------------------------------------------------------------------
@@ -287,12 +354,48 @@ EppoShard = tuple[str, Sequence[EppoRange]]
 def eppo_shard(text: str, total_shards: int) -> int:
     """First 8 hex digits (4 bytes, big-endian) of ``md5(text)``, modulo ``total_shards``.
 
-    UTF-8, strict: Eppo's SDK raises ``UnicodeEncodeError`` on a lone surrogate too.
+    UTF-8, strict: Eppo's SDK raises ``UnicodeEncodeError`` on a lone surrogate too. Eppo's
+    configuration caps ``totalShards`` below 2**32 and its engine panics on 0; we raise on 0.
     """
     if total_shards < 1:
         raise ValueError(f"total_shards must be positive, got {total_shards!r}")
     digest = hashlib.md5(text.encode(), usedforsecurity=False).digest()
     return int.from_bytes(digest[:4], "big") % total_shards
+
+
+_SHARD_TOLERANCE: Final = 1e-3
+EPPO_MAX_TOTAL_SHARDS: Final = _U32
+"""Eppo stores ``totalShards`` as an unsigned 32-bit integer."""
+
+
+def eppo_shard_ranges(percents: Sequence[float], total_shards: int) -> list[EppoRange]:
+    """Contiguous half-open shard ranges, in order, giving each weight its share of the shards.
+
+    Weight ``i`` (a percentage) owns ``[s, s + percents[i] * total_shards / 100)`` where ``s`` is
+    where the previous range ended: the first range starts at 0 and the last ends at
+    ``total_shards``. A zero weight gets an empty range. Every share must be a whole number of
+    shards (Eppo's ranges are integers) and ``total_shards`` must be in ``1..2**32 - 1``;
+    ``ValueError`` otherwise.
+    """
+    if not 1 <= total_shards <= EPPO_MAX_TOTAL_SHARDS:
+        raise ValueError(f"Eppo total_shards must be in 1..2**32-1, got {total_shards!r}")
+    ranges: list[EppoRange] = []
+    start = 0
+    for percent in percents:
+        if not (math.isfinite(percent) and percent >= 0):
+            raise ValueError(f"percentages must be finite and non-negative, got {percent!r}")
+        exact = percent * total_shards / 100
+        count = round(exact)
+        if abs(exact - count) > _SHARD_TOLERANCE:
+            raise ValueError(
+                f"Eppo assigns whole shards; {percent:g}% of {total_shards} shards is "
+                f"{exact:.6g} shards"
+            )
+        ranges.append((start, start + count))
+        start += count
+    if start != total_shards:
+        raise ValueError(f"the weights cover {start} of {total_shards} Eppo shards, not all")
+    return ranges
 
 
 def eppo_matches_shard(

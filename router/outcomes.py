@@ -27,6 +27,8 @@ class Outcome:
     score: float | None
     fallback: bool
     ts: float
+    forced: str | None = None
+    """What overrode the policy (kill_switch, forced_variant, header); None: the policy chose."""
 
 
 class Recorder(Protocol):

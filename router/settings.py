@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -84,3 +84,44 @@ class Settings(BaseSettings):
     """Level of the structured JSON logs (DEBUG, INFO, WARNING, ERROR)."""
     access_log: bool = True
     """Write one JSON log line per request."""
+
+    # --- outcome recording, feedback and reports ---------------------------------------
+    redis_socket_timeout: float = Field(1.0, gt=0)
+    """Seconds one Redis command may take before it counts as failed (recording retries)."""
+    redis_connect_timeout: float = Field(0.5, gt=0)
+    """Seconds allowed to open a connection to Redis."""
+    recording_buffer_size: int = Field(100_000, ge=1)
+    """Most outcome events a replica holds while Redis is slow or down. When full, the oldest
+    event not being written is dropped and counted in ``turnout_events_dropped_total{reason=
+    "buffer_full"}``."""
+    recording_batch_size: int = Field(500, ge=1, le=5000)
+    """Most events written by one Redis call (one Lua script per batch)."""
+    recording_flush_interval: float = Field(0.1, gt=0)
+    """Seconds between background flushes (a full batch is flushed at once)."""
+    recording_retry_max: float = Field(2.0, gt=0)
+    """Longest wait, in seconds, between attempts to write to a Redis that failed."""
+    recording_shutdown_timeout: float = Field(5.0, gt=0)
+    """Seconds the final flush may take at shutdown; events still buffered then are dropped
+    (reason ``shutdown``)."""
+    recording_stream_maxlen: int = Field(100_000, ge=1)
+    """Approximate cap (``XADD MAXLEN ~``) of each experiment's event and feedback streams."""
+    attribution_ttl: int = Field(86_400, ge=1)
+    """Seconds a request's attribution is kept for ``POST /feedback`` (later feedback: 404)."""
+    feedback_flush_timeout: float = Field(2.0, gt=0)
+    """Seconds ``POST /feedback`` may wait to write the request's still-buffered outcome."""
+
+    # --- flags and admin ---------------------------------------------------------------
+    flags_file: Path = PROJECT_ROOT / "config" / "flags.yaml"
+    """Flag defaults (YAML); Redis holds the overrides set through the admin API."""
+    flags_refresh_interval: float = Field(5.0, gt=0)
+    """Seconds between full refreshes of a replica's flag cache (changes also arrive by pub/sub)."""
+    audit_maxlen: int = Field(10_000, gt=0)
+    """Most audit events (flag changes, rollbacks, promotions) kept in the Redis stream."""
+    admin_tokens: dict[str, SecretStr] = {}
+    """Admin tokens as a JSON object, name -> token; with none at all the admin API is off."""
+    admin_tokens_file: Path | None = None
+    """YAML or JSON file of admin tokens (name -> token), merged with TURNOUT_ADMIN_TOKENS."""
+    admin_url: str = "http://127.0.0.1:8000"
+    """Gateway that the CLI's flags, rollback, promote, status and replay commands talk to."""
+    admin_token: SecretStr | None = None
+    """Token the CLI sends as ``Authorization: Bearer`` (or pass ``--token``)."""

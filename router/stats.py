@@ -369,6 +369,8 @@ def _win_probability(mine: tuple[float, float], others: list[tuple[float, float]
     left, width = left[keep], width[keep]
     u: NDArray[np.float64] = left[:, None] + width[:, None] * (_GL_NODES[None, :] + 1.0) / 2.0
     x = special.betaincinv(a, b, u)
+    # scipy's inverse returns NaN for some u within ~1e-17 of 0 or 1; the limit is the edge.
+    x = np.where(np.isnan(x), np.where(u < 0.5, 0.0, 1.0), x)
     integrand = np.ones_like(x)
     for a_j, b_j in others:
         integrand *= special.betainc(a_j, b_j, x)

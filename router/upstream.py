@@ -85,6 +85,8 @@ class UpstreamTimeouts:
     connect: float
     total: float
     pool_size: int
+    mirror_pool_size: int = 16
+    mirror_total: float = 2.0
 
 
 class Upstream:
@@ -104,30 +106,39 @@ class Upstream:
             skip_auto_headers=("User-Agent",),
             raise_for_status=False,
         )
+        self.mirror_pool_size = timeouts.mirror_pool_size
+        self.mirror_timeout = timeouts.mirror_total
+        self.mirror_session: aiohttp.ClientSession | None = None
 
     def available(self) -> bool:
         """Not known to be down; consumes the half-open probe slot when there is one."""
         return self.healthy is not False and self.breaker.allow()
 
     async def predict(self, body: bytes, request_id: str) -> UpstreamResponse:
-        started = time.perf_counter()
         try:
-            async with self.session.post(
-                self.predict_url,
-                data=body,
-                headers={"content-type": "application/json", "x-request-id": request_id},
-            ) as response:
-                payload = await response.read()
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            response = await _post(self.session, self.predict_url, body, request_id)
+        except UpstreamFailure:
             self.breaker.record_failure()
-            raise UpstreamFailure(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
-        elapsed = time.perf_counter() - started
-        if status >= 500:
+            raise
+        if response.status >= 500:
             self.breaker.record_failure()
-            raise UpstreamFailure(f"upstream answered {status}")
+            raise UpstreamFailure(f"upstream answered {response.status}")
         self.breaker.record_success()
-        return UpstreamResponse(status, payload, elapsed)
+        return response
+
+    async def mirror(self, body: bytes, request_id: str) -> UpstreamResponse:
+        """A shadow call: its own small pool and timeout, and no say in the breaker, so a slow
+        or failing shadow can neither starve nor trip the variant's live traffic."""
+        if self.mirror_session is None:
+            self.mirror_session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.mirror_pool_size),
+                timeout=aiohttp.ClientTimeout(total=self.mirror_timeout),
+                skip_auto_headers=("User-Agent",),
+            )
+        response = await _post(self.mirror_session, self.predict_url, body, request_id)
+        if response.status >= 500:
+            raise UpstreamFailure(f"upstream answered {response.status}")
+        return response
 
     async def check_ready(self, limit_seconds: float) -> bool:
         try:
@@ -144,6 +155,23 @@ class Upstream:
 
     async def close(self) -> None:
         await self.session.close()
+        if self.mirror_session is not None:
+            await self.mirror_session.close()
+
+
+async def _post(
+    session: aiohttp.ClientSession, url: str, body: bytes, request_id: str
+) -> UpstreamResponse:
+    started = time.perf_counter()
+    try:
+        async with session.post(
+            url, data=body, headers={"content-type": "application/json", "x-request-id": request_id}
+        ) as response:
+            payload = await response.read()
+            status = response.status
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise UpstreamFailure(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+    return UpstreamResponse(status, payload, time.perf_counter() - started)
 
 
 class UpstreamPool:

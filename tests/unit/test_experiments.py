@@ -39,6 +39,7 @@ def test_good_file_loads_with_a_content_hash() -> None:
 
 BAD = [
     ("weights not summing to 100", GOOD.replace("v2: 10", "v2: 11"), 9, "sum to 100"),
+    ("nan weight", GOOD.replace("v2: 10", "v2: .nan"), 9, "finite"),
     ("negative weight", GOOD.replace("v1: 90, v2: 10", "v1: 110, v2: -10"), 9, "negative"),
     ("unknown control", GOOD.replace("control: v1", "control: v9"), 1, "control 'v9'"),
     ("missing control", GOOD.replace("control: v1\n", ""), 1, "control: Field required"),

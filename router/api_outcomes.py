@@ -1,0 +1,94 @@
+"""Routes over recorded outcomes: ``POST /feedback`` and ``GET /experiments/{name}/report``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from fastapi import APIRouter, Request
+from redis.exceptions import RedisError
+from starlette.responses import Response
+
+from router import logs
+from router.errors import NotFound, Unavailable
+from router.feedback import FeedbackWriter, parse_feedback
+from router.http import json_response, read_json
+from router.metrics import GatewayMetrics
+from router.outcomes import Recorder
+from router.recording import RedisRecorder
+from router.reports import build_report, read_recorded
+from router.settings import Settings
+from router.store import ExperimentStore
+
+log = logging.getLogger("turnout.outcomes")
+
+
+def outcomes_router(
+    settings: Settings,
+    recorder: Recorder,
+    store: ExperimentStore,
+    metrics: GatewayMetrics,
+    clock: Callable[[], float],
+) -> APIRouter:
+    router = APIRouter()
+    redis_recorder = recorder if isinstance(recorder, RedisRecorder) else None
+    writer = (
+        FeedbackWriter(redis_recorder.redis, settings.recording_stream_maxlen)
+        if redis_recorder
+        else None
+    )
+
+    def require_redis() -> RedisRecorder:
+        if redis_recorder is None:
+            raise Unavailable(
+                "outcomes are not recorded by this gateway: set TURNOUT_REDIS_URL",
+                code="recording_off",
+            )
+        return redis_recorder
+
+    def redis_down(exc: RedisError) -> Unavailable:
+        metrics.redis_up.set(0)
+        logs.event(log, "redis_read_failed", logging.WARNING, reason=type(exc).__name__)
+        return Unavailable(f"Redis is unreachable ({type(exc).__name__})", code="redis_unavailable")
+
+    @router.post("/feedback")
+    async def feedback(request: Request) -> Response:
+        feedback = parse_feedback(await read_json(request, settings.max_body_bytes))
+        rec = require_redis()
+        assert writer is not None
+        await rec.flush_through(feedback.request_id)
+        try:
+            credit = await writer.accept(feedback, clock())
+        except RedisError as exc:
+            raise redis_down(exc) from None
+        metrics.feedback.labels(credit.experiment, credit.version or "none").inc()
+        return json_response(
+            {
+                "status": "accepted",
+                "request_id": credit.request_id,
+                "experiment": credit.experiment,
+                "variant": credit.variant,
+                "credited_variant": credit.credited_variant,
+                "credited_version": credit.version,
+                "fallback": credit.fallback,
+                "reward": credit.reward,
+                "correct": credit.correct,
+            }
+        )
+
+    @router.get("/experiments/{name}/report")
+    async def report(name: str) -> Response:
+        route = store.snapshot.routes.get(name)
+        if route is None:
+            raise NotFound(f"no experiment named {name!r} is loaded", code="unknown_experiment")
+        rec = require_redis()
+        experiment = route.experiment
+        try:
+            recorded = await read_recorded(
+                rec.redis, name, route.config_version, experiment.variants
+            )
+        except RedisError as exc:
+            raise redis_down(exc) from None
+        return json_response(build_report(experiment, route.config_version, recorded, clock()))
+
+    return router

@@ -1,0 +1,178 @@
+"""``POST /feedback``: exactly once per request id, credited to the variant that answered."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from router import keys
+from router.errors import Conflict, InvalidInput, NotFound
+from router.recording import label_type
+from router.redis_scripts import ACCEPT_FEEDBACK_LUA, Command, KeyTable, as_text_dict, dumps
+
+# The gateway's rule for X-Request-Id (router.app imports this module, so it is not imported).
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+FIELDS = frozenset({"request_id", "reward", "label"})
+LABEL_TYPES = (str, int, float, bool)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackInput:
+    request_id: str
+    reward: float | None
+    label: str | int | float | bool | None
+    """Set when the feedback is a true label (then the reward is whether the served one matched)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    request_id: str
+    experiment: str
+    variant: str
+    """The variant the policy chose."""
+    credited_variant: str
+    """The variant that answered, which the feedback is credited to."""
+    version: str | None
+    reward: float
+    fallback: bool
+    correct: bool | None
+
+
+def parse_feedback(body: Any) -> FeedbackInput:
+    """Validate a feedback body; every refusal is a 422 naming the field."""
+    if not isinstance(body, dict):
+        raise InvalidInput("body must be a JSON object")
+    unknown = sorted(set(body) - FIELDS)
+    if unknown:
+        raise InvalidInput(f"unknown fields: {', '.join(map(repr, unknown))}")
+    request_id = body.get("request_id")
+    if request_id is None:
+        raise InvalidInput("'request_id' is required")
+    if not isinstance(request_id, str) or not REQUEST_ID.match(request_id):
+        raise InvalidInput("'request_id' must be 1-128 characters of [A-Za-z0-9._:-]")
+    has_reward, has_label = "reward" in body, "label" in body
+    if has_reward == has_label:
+        raise InvalidInput("give exactly one of 'reward' (a number in [0, 1]) or 'label'")
+    if has_reward:
+        reward = body["reward"]
+        if isinstance(reward, bool) or not isinstance(reward, int | float):
+            raise InvalidInput("'reward' must be a number in [0, 1]")
+        if not (math.isfinite(reward) and 0.0 <= reward <= 1.0):
+            raise InvalidInput(f"'reward' must be in [0, 1], got {reward!r}")
+        return FeedbackInput(request_id, float(reward), None)
+    label = body["label"]
+    if not isinstance(label, LABEL_TYPES):
+        raise InvalidInput("'label' must be a string, a number or a boolean")
+    return FeedbackInput(request_id, None, label)
+
+
+class FeedbackWriter:
+    """Checks and writes feedback against the attribution the recorder stored in Redis."""
+
+    def __init__(self, client: aioredis.Redis, stream_maxlen: int) -> None:
+        self.redis = client
+        self.stream_maxlen = stream_maxlen
+        self._script = client.register_script(ACCEPT_FEEDBACK_LUA)
+
+    async def accept(self, feedback: FeedbackInput, now: float) -> Credit:
+        rid = feedback.request_id
+        attribution = as_text_dict(await self.redis.hgetall(keys.request(rid)))
+        token = attribution.get(keys.TOKEN)
+        if token is None:
+            raise NotFound(
+                f"no recorded request {rid!r}: unknown, older than the attribution TTL, or "
+                "served by another replica moments ago (retry shortly)",
+                code="unknown_request",
+            )
+        answered = attribution.get("served_variant")
+        if answered is None:
+            raise NotFound(
+                f"request {rid!r} got no prediction, so there is nothing to credit",
+                code="no_prediction",
+            )
+        if keys.FEEDBACK_REWARD in attribution:
+            raise Conflict(f"feedback for request {rid!r} was already accepted", code="duplicate")
+        correct = None
+        if feedback.label is not None:
+            served_type = attribution.get("label_type")
+            if served_type is None:
+                raise InvalidInput(f"request {rid!r} was answered without a label to compare")
+            if label_type(feedback.label) != served_type:
+                raise InvalidInput(
+                    f"'label' must be of the served label's type ({served_type}), "
+                    f"got {label_type(feedback.label)}"
+                )
+            correct = dumps(feedback.label) == attribution.get("label")
+            reward = 1.0 if correct else 0.0
+        else:
+            assert feedback.reward is not None
+            reward = feedback.reward
+        experiment = attribution["experiment"]
+        commands = self._commands(rid, attribution, answered, reward, feedback.label, correct, now)
+        table = KeyTable()
+        table.ref(keys.request(rid))
+        encoded = table.encode(commands)
+        result = await self._script(keys=table.keys, args=[token, repr(reward), dumps(encoded)])
+        if result == "missing":
+            raise NotFound(f"request {rid!r} expired meanwhile", code="unknown_request")
+        if result == "duplicate":
+            raise Conflict(f"feedback for request {rid!r} was already accepted", code="duplicate")
+        return Credit(
+            rid,
+            experiment,
+            attribution["variant"],
+            answered,
+            attribution.get("version"),
+            reward,
+            attribution.get("fallback") == "1",
+            correct,
+        )
+
+    def _commands(
+        self,
+        rid: str,
+        attribution: dict[str, str],
+        answered: str,
+        reward: float,
+        label: object | None,
+        correct: bool | None,
+        now: float,
+    ) -> list[Command]:
+        experiment = attribution["experiment"]
+        counters = keys.counters(experiment, answered)
+        commands: list[Command] = [
+            ("HINCRBY", counters, (keys.FEEDBACK_N, "1")),
+            ("HINCRBYFLOAT", counters, (keys.FEEDBACK_SUM, repr(reward))),
+            ("HINCRBYFLOAT", counters, (keys.FEEDBACK_SUMSQ, repr(reward * reward))),
+            ("HSET", keys.request(rid), ("fb_ts", repr(now))),
+        ]
+        if reward in (0.0, 1.0):
+            commands.append(("HINCRBY", counters, (keys.FEEDBACK_BINARY, "1")))
+        event = {
+            "request_id": rid,
+            "variant": attribution["variant"],
+            "credited_variant": answered,
+            "reward": repr(reward),
+            "fallback": attribution.get("fallback", "0"),
+            "ts": repr(now),
+        }
+        if "version" in attribution:
+            event["version"] = attribution["version"]
+        if correct is not None:
+            commands.append(("HINCRBY", counters, (keys.FEEDBACK_LABELLED, "1")))
+            commands.append(("HINCRBY", counters, (keys.FEEDBACK_CORRECT, "1" if correct else "0")))
+            event["label"] = dumps(label)
+            event["correct"] = "1" if correct else "0"
+        flat = tuple(item for pair in event.items() for item in pair)
+        commands.append(
+            (
+                "XADD",
+                keys.feedback(experiment),
+                ("MAXLEN", "~", str(self.stream_maxlen), "*", *flat),
+            )
+        )
+        return commands

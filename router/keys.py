@@ -1,0 +1,111 @@
+"""Every Redis key Turnout's outcome recording, feedback and reports use, in one place.
+
+Experiment and variant names match ``experiments.NAME`` and request ids match ``app.REQUEST_ID``,
+so neither can smuggle a separator or a wildcard into a key.
+
+Layout (``{e}`` experiment, ``{v}`` variant, ``{cv}`` config_version, ``{rid}`` request id):
+
+=====================================  ======  ===============================================
+key                                    type    holds
+=====================================  ======  ===============================================
+``turnout:experiments``                set     experiments that have recorded anything
+``turnout:exp:{e}:variants``           set     variants with counters (configured or not)
+``turnout:exp:{e}:variant:{v}``        hash    counters of one variant (``CounterField``)
+``turnout:exp:{e}:assigned:{cv}``      hash    variant -> assignments under one config version
+``turnout:exp:{e}:events``             stream  one entry per request (capped, ``MAXLEN ~``)
+``turnout:exp:{e}:feedback``           stream  one entry per accepted feedback (capped)
+``turnout:req:{rid}``                  hash    attribution of one request + write guard (TTL)
+``turnout:flags``                      hash    flag overrides, ``{e}/{flag}`` -> JSON value
+``turnout:flags:changed``              pubsub  channel: every flag change publishes ``{e}/{flag}``
+``turnout:audit``                      stream  operators' changes: flags, rollbacks, promotions
+``turnout:promotions``                 hash    ``{e}`` -> the file before its last promotion
+=====================================  ======  ===============================================
+
+Counters live until the experiment is archived; streams are capped; request hashes expire.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+PREFIX: Final = "turnout"
+
+# Fields of a variant's counter hash. Assignment-side counters go to the variant the policy
+# chose; answer-side ones to the variant that answered (the control after a fallback).
+ASSIGNED: Final = "assigned"
+"""Requests the policy sent to this variant."""
+ERRORS: Final = "errors"
+"""Assigned requests that nothing could answer (503)."""
+FALLBACKS: Final = "fallbacks"
+"""Assigned requests this variant failed that the control answered."""
+LATENCY_SUM: Final = "latency_sum_ms"
+"""Sum of gateway latency of assigned requests, in milliseconds."""
+LATENCY_BUCKET: Final = "lat_le:"
+"""Prefix of non-cumulative latency buckets: ``lat_le:<upper bound ms>`` (``+Inf`` last)."""
+SERVED: Final = "served"
+"""Requests this variant answered (any status, fallbacks taken over included)."""
+REJECTED: Final = "rejected"
+"""Answered requests whose input the worker refused (4xx)."""
+PREDICTIONS: Final = "predictions"
+"""Answered requests with a prediction (label or score)."""
+LABELLED: Final = "labelled"
+"""Predictions that carried a label."""
+POSITIVE: Final = "positive"
+"""Predictions whose label was 1 or true."""
+LABEL: Final = "label:"
+"""Prefix of per-label counts: ``label:<label as JSON>``."""
+SCORED: Final = "scored"
+SCORE_SUM: Final = "score_sum"
+SCORE_SUMSQ: Final = "score_sumsq"
+FEEDBACK_N: Final = "fb_n"
+"""Feedback credited to this variant (the one that answered)."""
+FEEDBACK_SUM: Final = "fb_sum"
+FEEDBACK_SUMSQ: Final = "fb_sumsq"
+FEEDBACK_BINARY: Final = "fb_binary"
+"""Feedback whose reward was exactly 0 or 1 (all of them: the Wilson interval applies)."""
+FEEDBACK_LABELLED: Final = "fb_labelled"
+"""Feedback given as a true label."""
+FEEDBACK_CORRECT: Final = "fb_correct"
+"""Labelled feedback that matched the served label."""
+
+# Fields of a request's attribution hash.
+TOKEN: Final = "token"  # noqa: S105 (a field name, not a secret)
+"""Which buffered event wrote this hash: a retried flush finds its own token and skips."""
+FEEDBACK_REWARD: Final = "fb"
+"""Present once feedback was accepted: the exactly-once marker."""
+
+
+def experiments() -> str:
+    return f"{PREFIX}:experiments"
+
+
+def variants(experiment: str) -> str:
+    return f"{PREFIX}:exp:{experiment}:variants"
+
+
+def counters(experiment: str, variant: str) -> str:
+    return f"{PREFIX}:exp:{experiment}:variant:{variant}"
+
+
+def assigned(experiment: str, config_version: str) -> str:
+    return f"{PREFIX}:exp:{experiment}:assigned:{config_version}"
+
+
+def events(experiment: str) -> str:
+    return f"{PREFIX}:exp:{experiment}:events"
+
+
+def feedback(experiment: str) -> str:
+    return f"{PREFIX}:exp:{experiment}:feedback"
+
+
+def request(request_id: str) -> str:
+    return f"{PREFIX}:req:{request_id}"
+
+
+# Flags and the operators' audit trail (router.flags, router.admin).
+FLAGS: Final = f"{PREFIX}:flags"
+"""Only overrides live here; defaults come from the flags file (config/flags.yaml)."""
+FLAGS_CHANNEL: Final = f"{PREFIX}:flags:changed"
+AUDIT: Final = f"{PREFIX}:audit"
+PROMOTIONS: Final = f"{PREFIX}:promotions"
