@@ -42,6 +42,8 @@ bench: train
 	$(BIN)/python benchmarks/worker.py
 	$(BIN)/python benchmarks/gateway_overhead.py
 	$(BIN)/python benchmarks/hashing.py
+	$(BIN)/python -m benchmarks.bandit_regret
+	$(BIN)/python -m benchmarks.bandit_replay
 
 clean:
 	rm -rf $(VENV) models .mypy_cache .ruff_cache

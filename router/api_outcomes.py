@@ -10,14 +10,16 @@ from redis.exceptions import RedisError
 from starlette.responses import Response
 
 from router import logs
+from router.bandits import BanditRuntime
 from router.errors import NotFound, Unavailable
 from router.feedback import FeedbackWriter, parse_feedback
 from router.http import json_response, read_json
 from router.metrics import GatewayMetrics
 from router.outcomes import Recorder
 from router.recording import RedisRecorder
-from router.reports import build_report, read_recorded
+from router.reports import BanditLive, build_report, read_recorded
 from router.settings import Settings
+from router.shadow_report import build_shadow_report, read_shadow
 from router.store import ExperimentStore
 
 log = logging.getLogger("turnout.outcomes")
@@ -29,11 +31,16 @@ def outcomes_router(
     store: ExperimentStore,
     metrics: GatewayMetrics,
     clock: Callable[[], float],
+    bandits: BanditRuntime | None = None,
 ) -> APIRouter:
     router = APIRouter()
     redis_recorder = recorder if isinstance(recorder, RedisRecorder) else None
     writer = (
-        FeedbackWriter(redis_recorder.redis, settings.recording_stream_maxlen)
+        FeedbackWriter(
+            redis_recorder.redis,
+            settings.recording_stream_maxlen,
+            bandits.target if bandits else None,
+        )
         if redis_recorder
         else None
     )
@@ -73,6 +80,7 @@ def outcomes_router(
                 "fallback": credit.fallback,
                 "reward": credit.reward,
                 "correct": credit.correct,
+                "bandit": credit.bandit,
             }
         )
 
@@ -89,6 +97,22 @@ def outcomes_router(
             )
         except RedisError as exc:
             raise redis_down(exc) from None
-        return json_response(build_report(experiment, route.config_version, recorded, clock()))
+        live = None
+        if bandits is not None:
+            live = BanditLive(settings.bandit_prior, bandits.status(route))
+        return json_response(
+            build_report(experiment, route.config_version, recorded, clock(), live)
+        )
+
+    @router.get("/experiments/{name}/shadow")
+    async def shadow(name: str) -> Response:
+        if name not in store.snapshot.routes:
+            raise NotFound(f"no experiment named {name!r} is loaded", code="unknown_experiment")
+        rec = require_redis()
+        try:
+            recorded = await read_shadow(rec.redis, name)
+        except RedisError as exc:
+            raise redis_down(exc) from None
+        return json_response(build_shadow_report(name, recorded))
 
     return router

@@ -22,6 +22,7 @@ from router import logs
 from router.admin import AdminContext, build_admin_router
 from router.api_outcomes import outcomes_router
 from router.auth import AdminTokens
+from router.bandits import BanditRuntime
 from router.errors import ConfigError, InvalidInput, NotFound, TurnoutError, Unavailable
 from router.experiments import load_directory
 from router.flags import FlagCache
@@ -37,6 +38,7 @@ from router.metrics import GatewayMetrics
 from router.outcomes import Outcome, Recorder
 from router.recording import recorder_for, start_recording, stop_recording
 from router.settings import Settings
+from router.shadow import ShadowMirror
 from router.steering import steer
 from router.store import ExperimentStore, Route
 from router.upstream import CircuitBreaker, UpstreamPool, UpstreamTimeouts
@@ -96,13 +98,17 @@ def create_app(
             settings.upstream_connect_timeout,
             settings.upstream_timeout,
             settings.upstream_pool_size,
+            settings.shadow_max_in_flight,
+            settings.shadow_timeout,
         ),
         lambda: CircuitBreaker(settings.breaker_failures, settings.breaker_reset_seconds),
         settings.health_interval,
     )
     store = ExperimentStore(settings.experiments_dir, settings.allowed_hosts, pool, metrics)
     flags = FlagCache.from_settings(settings, metrics, clock)
+    bandits = BanditRuntime.from_settings(settings, store, flags, metrics, clock)
     tokens = AdminTokens.from_settings(settings)
+    mirror = ShadowMirror(recorder, metrics, settings.shadow_max_in_flight, clock)
     tasks: set[asyncio.Task[None]] = set()
 
     @asynccontextmanager
@@ -110,10 +116,12 @@ def create_app(
         store.load_initial()
         await pool.check_all()
         await flags.prime()
+        await bandits.prime()
         for job in (
             pool.health_loop(),
             store.watch(settings.reload_poll_interval, settings.watch_files),
             flags.run(),
+            bandits.run(),
         ):
             tasks.add(asyncio.create_task(job))
         await start_recording(recorder)
@@ -121,12 +129,14 @@ def create_app(
         try:
             yield
         finally:
+            await mirror.close()  # their comparisons still reach the recorder's final flush
             await stop_recording(recorder)  # final flush, bounded by its own timeout
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await pool.close()
             await flags.close()
+            await bandits.close()
 
     app = FastAPI(title="turnout gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     install_error_handlers(app)
@@ -134,7 +144,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.pool = pool
     app.state.flags = flags
-    app.include_router(outcomes_router(settings, recorder, store, metrics, clock))
+    app.include_router(outcomes_router(settings, recorder, store, metrics, clock, bandits))
     if tokens.enabled:  # no token configured: the admin API is off (404), not open
         app.include_router(
             build_admin_router(
@@ -176,14 +186,18 @@ def create_app(
                 raise InvalidInput("'context' must be a JSON object")
             request_id = request_id_of(request)
             route = route_for(model)
+            uhash = user_hash(settings.user_hash_salt, key) if key else None
+            route_flags = flags.for_experiment(route.name)
+            view = bandits.view(route, route_flags, uhash)
             steering = steer(
                 route.experiment,
                 route.policy,
-                flags.for_experiment(route.name),
+                route_flags,
                 key,
                 rng,
                 request.headers.get("x-turnout-variant"),
                 lambda: tokens.identify(request.headers.get("authorization")) is not None,
+                view,
             )
         except TurnoutError as exc:
             metrics.rejected.labels(exc.code).inc()
@@ -191,6 +205,7 @@ def create_app(
         if steering.ignored:
             metrics.forced_ignored.inc()
         decision = steering.decision
+        held_until = bandits.hold(route, view, uhash, decision) if not steering.forced_by else None
         experiment = route.experiment
         payload = orjson.dumps({"text": text})
         served: Served | None = None
@@ -222,7 +237,7 @@ def create_app(
                     version=version,
                     sticky=decision.sticky,
                     propensity=decision.probability,
-                    user_hash=user_hash(settings.user_hash_salt, key) if key else None,
+                    user_hash=uhash,
                     status=status,
                     latency_ms=elapsed * 1000.0,
                     label=prediction.get("label") if prediction else None,
@@ -230,6 +245,7 @@ def create_app(
                     fallback=bool(served and served.fallback),
                     ts=clock(),
                     forced=steering.forced_by,
+                    sticky_until=held_until,
                 )
             )
             if settings.access_log:
@@ -266,6 +282,18 @@ def create_app(
         )
         # Splice the worker's bytes in: it was parsed once already, never re-encoded.
         content = b'{"prediction":' + served.body + b"," + tail[1:]
+        if experiment.shadow is not None and flags.for_experiment(route.name).shadow_active:
+            # Scheduled, not awaited: the mirror call starts once this response is on its way.
+            mirror.mirror(
+                route,
+                served.variant,
+                key,
+                payload,
+                request_id,
+                prediction,
+                served.upstream_seconds * 1000.0,
+                rng,
+            )
         return Response(content, 200, headers, media_type="application/json")
 
     @app.post("/predict")

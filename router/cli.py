@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -257,20 +258,47 @@ def report(
     ] = None,
 ) -> None:
     """Per-variant comparison of an experiment, computed by the gateway from Redis."""
-    import json
+    from router.reports import render_report
+
+    body = fetch_report(name, "report", url)
+    if as_json:
+        print(json.dumps(body, indent=2))
+        return
+    render_report(console, body)
+
+
+@app.command("shadow-report")
+def shadow_report(
+    name: Annotated[str, typer.Argument(help="Experiment name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    url: Annotated[
+        str | None, typer.Option(help="Gateway URL (default: http://TURNOUT_HOST:TURNOUT_PORT).")
+    ] = None,
+) -> None:
+    """Shadow versions against the primary they shadowed: agreement, McNemar, score deltas."""
+    from router.shadow_report import render_shadow_report
+
+    body = fetch_report(name, "shadow", url)
+    if as_json:
+        print(json.dumps(body, indent=2))
+        return
+    render_shadow_report(console, body)
+
+
+def fetch_report(name: str, kind: str, url: str | None) -> dict[str, Any]:
+    """GET /experiments/{name}/{kind} from a gateway; exit 1 on refusal, 2 on a bad name."""
     import re
 
     import httpx
 
     from router.experiments import NAME
-    from router.reports import render_report
 
     if not re.match(NAME, name):
         raise fail(f"{name!r} is not an experiment name (expected {NAME})", 2)
     settings = Settings()
     base = (url or f"http://{settings.host}:{settings.port}").rstrip("/")
     try:
-        response = httpx.get(f"{base}/experiments/{name}/report", timeout=10.0)
+        response = httpx.get(f"{base}/experiments/{name}/{kind}", timeout=10.0)
     except httpx.HTTPError as exc:
         raise fail(f"gateway unreachable at {base}: {type(exc).__name__}: {exc}") from None
     try:
@@ -280,10 +308,7 @@ def report(
     if response.status_code != 200:
         detail = body.get("detail") if isinstance(body, dict) else None
         raise fail(f"{detail or body} (HTTP {response.status_code})")
-    if as_json:
-        print(json.dumps(body, indent=2))
-        return
-    render_report(console, body)
+    return dict(body)
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ import redis.asyncio as aioredis
 
 from router import keys
 from router.errors import Conflict, InvalidInput, NotFound
+from router.posteriors import BanditTarget, evidence_commands
 from router.recording import label_type
 from router.redis_scripts import ACCEPT_FEEDBACK_LUA, Command, KeyTable, as_text_dict, dumps
 
@@ -40,6 +42,9 @@ class Credit:
     reward: float
     fallback: bool
     correct: bool | None
+    bandit: str | None = None
+    """``updated`` when the reward went into the bandit posterior of the credited arm,
+    ``frozen`` when the frozen flag held it back, None when the credited variant is no arm."""
 
 
 def parse_feedback(body: Any) -> FeedbackInput:
@@ -73,9 +78,16 @@ def parse_feedback(body: Any) -> FeedbackInput:
 class FeedbackWriter:
     """Checks and writes feedback against the attribution the recorder stored in Redis."""
 
-    def __init__(self, client: aioredis.Redis, stream_maxlen: int) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        stream_maxlen: int,
+        bandit: Callable[[str], BanditTarget | None] | None = None,
+    ) -> None:
         self.redis = client
         self.stream_maxlen = stream_maxlen
+        self.bandit = bandit
+        """The bandit experiment's arms by name (None: not a bandit, as loaded here)."""
         self._script = client.register_script(ACCEPT_FEEDBACK_LUA)
 
     async def accept(self, feedback: FeedbackInput, now: float) -> Credit:
@@ -115,8 +127,18 @@ class FeedbackWriter:
         commands = self._commands(rid, attribution, answered, reward, feedback.label, correct, now)
         table = KeyTable()
         table.ref(keys.request(rid))
-        encoded = table.encode(commands)
-        result = await self._script(keys=table.keys, args=[token, repr(reward), dumps(encoded)])
+        args = [token, repr(reward), dumps(table.encode(commands))]
+        target = self.bandit(experiment) if self.bandit else None
+        if target is not None and answered in target.arms:
+            # The arm that answered: after a fallback the control, never the arm that failed.
+            update = {
+                "k": table.ref(keys.FLAGS),
+                "f": keys.flag_field(experiment, "frozen"),
+                "d": "true" if target.frozen_default else "false",
+                "c": table.encode(evidence_commands(experiment, answered, reward)),
+            }
+            args.append(dumps(update))
+        result = await self._script(keys=table.keys, args=args)
         if result == "missing":
             raise NotFound(f"request {rid!r} expired meanwhile", code="unknown_request")
         if result == "duplicate":
@@ -130,6 +152,7 @@ class FeedbackWriter:
             reward,
             attribution.get("fallback") == "1",
             correct,
+            None if len(args) == 3 else ("frozen" if result == "frozen" else "updated"),
         )
 
     def _commands(
@@ -152,6 +175,14 @@ class FeedbackWriter:
         ]
         if reward in (0.0, 1.0):
             commands.append(("HINCRBY", counters, (keys.FEEDBACK_BINARY, "1")))
+        propensity = float(attribution.get("propensity", "0"))
+        if answered == attribution["variant"] and propensity > 0:
+            # Inverse-propensity sums on the chosen arm, when that arm produced the reward.
+            commands += [
+                ("HINCRBY", counters, (keys.IPW_N, "1")),
+                ("HINCRBYFLOAT", counters, (keys.IPW_SUM, repr(reward / propensity))),
+                ("HINCRBYFLOAT", counters, (keys.IPW_WEIGHT, repr(1.0 / propensity))),
+            ]
         event = {
             "request_id": rid,
             "variant": attribution["variant"],
@@ -167,6 +198,7 @@ class FeedbackWriter:
             commands.append(("HINCRBY", counters, (keys.FEEDBACK_CORRECT, "1" if correct else "0")))
             event["label"] = dumps(label)
             event["correct"] = "1" if correct else "0"
+            commands += self._shadow_accuracy(attribution, experiment, answered, label, correct)
         flat = tuple(item for pair in event.items() for item in pair)
         commands.append(
             (
@@ -175,4 +207,26 @@ class FeedbackWriter:
                 ("MAXLEN", "~", str(self.stream_maxlen), "*", *flat),
             )
         )
+        return commands
+
+    @staticmethod
+    def _shadow_accuracy(
+        attribution: dict[str, str], experiment: str, answered: str, label: object, correct: bool
+    ) -> list[Command]:
+        """Score every shadow that answered this request against the same true label."""
+        commands: list[Command] = []
+        truth = dumps(label)
+        for field, shadow_label in attribution.items():
+            if not field.startswith(keys.SHADOW_LABEL):
+                continue
+            pair = keys.shadow_counters(experiment, answered, field.removeprefix(keys.SHADOW_LABEL))
+            commands += [
+                ("HINCRBY", pair, (keys.SHADOW_FEEDBACK_N, "1")),
+                ("HINCRBY", pair, (keys.SHADOW_PRIMARY_CORRECT, "1" if correct else "0")),
+                (
+                    "HINCRBY",
+                    pair,
+                    (keys.SHADOW_SHADOW_CORRECT, "1" if shadow_label == truth else "0"),
+                ),
+            ]
         return commands

@@ -248,7 +248,7 @@ def _text(value: bytes | str | None) -> str:
 
 
 def _field(experiment: str, flag: str) -> str:
-    return f"{experiment}/{flag}"
+    return keys.flag_field(experiment, flag)
 
 
 def connect(url: str) -> Redis:

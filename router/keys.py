@@ -15,6 +15,13 @@ key                                    type    holds
 ``turnout:exp:{e}:events``             stream  one entry per request (capped, ``MAXLEN ~``)
 ``turnout:exp:{e}:feedback``           stream  one entry per accepted feedback (capped)
 ``turnout:req:{rid}``                  hash    attribution of one request + write guard (TTL)
+``turnout:exp:{e}:bandit``             hash    bandit evidence: ``{v}:s``, ``{v}:f``, ``{v}:n``
+``turnout:exp:{e}:bandit:sticky``      stream  first draws of sticky bandit users (capped)
+``turnout:exp:{e}:shadow_pairs``       set     ``{primary}|{shadow}`` pairs with comparisons
+``turnout:exp:{e}:shadow:{p}:{s}``     hash    shadow-vs-primary counters (``SHADOW_*`` fields)
+``turnout:exp:{e}:shadow_events``      stream  one entry per mirrored request (capped)
+``turnout:exp:{e}:disagreements``      stream  comparisons whose labels differ (capped)
+``turnout:req:{rid}:shadow:{s}``       hash    write guard of one mirrored call (TTL)
 ``turnout:flags``                      hash    flag overrides, ``{e}/{flag}`` -> JSON value
 ``turnout:flags:changed``              pubsub  channel: every flag change publishes ``{e}/{flag}``
 ``turnout:audit``                      stream  operators' changes: flags, rollbacks, promotions
@@ -67,12 +74,53 @@ FEEDBACK_LABELLED: Final = "fb_labelled"
 """Feedback given as a true label."""
 FEEDBACK_CORRECT: Final = "fb_correct"
 """Labelled feedback that matched the served label."""
+STICKY: Final = "sticky"
+"""Assigned requests whose variant followed from the request key (or a bandit's sticky arm)."""
+IPW_N: Final = "ipw_n"
+"""Feedback on requests this variant was chosen for and answered (no fallback)."""
+IPW_SUM: Final = "ipw_sum"
+"""Sum of reward / propensity over those: the numerator of the inverse-propensity estimate."""
+IPW_WEIGHT: Final = "ipw_w"
+"""Sum of 1 / propensity over those: the denominator of the self-normalised estimate."""
+
+# Fields of a bandit hash, per arm: fractional successes and failures (reward r adds r and
+# 1 - r), and rewards counted. The posterior is Beta(prior_alpha + s, prior_beta + f), so the
+# prior can change in the YAML without rewriting Redis.
+BANDIT_SUCCESS: Final = "s"
+BANDIT_FAILURE: Final = "f"
+BANDIT_REWARDS: Final = "n"
 
 # Fields of a request's attribution hash.
 TOKEN: Final = "token"  # noqa: S105 (a field name, not a secret)
 """Which buffered event wrote this hash: a retried flush finds its own token and skips."""
 FEEDBACK_REWARD: Final = "fb"
 """Present once feedback was accepted: the exactly-once marker."""
+
+
+# Fields of a shadow pair's counter hash (primary = the variant that answered the client).
+SHADOW_PAIRS: Final = "pairs"
+"""Mirrored requests whose shadow answered, so the two predictions were compared."""
+SHADOW_AGREE: Final = "agree"
+SHADOW_ERRORS: Final = "errors"
+"""Mirror calls that failed (connection, timeout, 5xx, unreadable answer)."""
+SHADOW_DROPPED: Final = "dropped"
+"""Mirror calls not made (concurrency bound reached, shadow unhealthy)."""
+SHADOW_CONFUSION: Final = "cm:"
+"""Prefix of the confusion table: ``cm:<primary label JSON>|<shadow label JSON>``."""
+SHADOW_DELTA_N: Final = "delta_n"
+SHADOW_DELTA_SUM: Final = "delta_sum"
+SHADOW_DELTA_SUMSQ: Final = "delta_sumsq"
+SHADOW_DELTA_BUCKET: Final = "d_le:"
+"""Prefix of non-cumulative score-delta buckets (shadow minus primary)."""
+SHADOW_PRIMARY_LATENCY: Final = "lp_le:"
+SHADOW_SHADOW_LATENCY: Final = "ls_le:"
+"""Prefixes of non-cumulative latency buckets (ms) of both sides on the same requests."""
+SHADOW_FEEDBACK_N: Final = "fb_n"
+SHADOW_PRIMARY_CORRECT: Final = "fb_primary_correct"
+SHADOW_SHADOW_CORRECT: Final = "fb_shadow_correct"
+"""Labelled feedback on mirrored requests: both sides' accuracy on the same requests."""
+SHADOW_LABEL: Final = "shadow_label:"
+"""Prefix of a request hash field holding a shadow's label, for accuracy from feedback."""
 
 
 def experiments() -> str:
@@ -103,9 +151,48 @@ def request(request_id: str) -> str:
     return f"{PREFIX}:req:{request_id}"
 
 
+def bandit(experiment: str) -> str:
+    return f"{PREFIX}:exp:{experiment}:bandit"
+
+
+def bandit_field(arm: str, part: str) -> str:
+    return f"{arm}:{part}"
+
+
+def bandit_sticky(experiment: str) -> str:
+    return f"{PREFIX}:exp:{experiment}:bandit:sticky"
+
+
+def shadow_pairs(experiment: str) -> str:
+    return f"{PREFIX}:exp:{experiment}:shadow_pairs"
+
+
+def shadow_counters(experiment: str, primary: str, shadow: str) -> str:
+    return f"{PREFIX}:exp:{experiment}:shadow:{primary}:{shadow}"
+
+
+def shadow_events(experiment: str) -> str:
+    return f"{PREFIX}:exp:{experiment}:shadow_events"
+
+
+def disagreements(experiment: str) -> str:
+    return f"{PREFIX}:exp:{experiment}:disagreements"
+
+
+def shadow_request(request_id: str, shadow: str) -> str:
+    return f"{PREFIX}:req:{request_id}:shadow:{shadow}"
+
+
 # Flags and the operators' audit trail (router.flags, router.admin).
 FLAGS: Final = f"{PREFIX}:flags"
 """Only overrides live here; defaults come from the flags file (config/flags.yaml)."""
 FLAGS_CHANNEL: Final = f"{PREFIX}:flags:changed"
+
+
+def flag_field(experiment: str, flag: str) -> str:
+    """The field of one experiment's flag in the ``FLAGS`` hash (its value is JSON)."""
+    return f"{experiment}/{flag}"
+
+
 AUDIT: Final = f"{PREFIX}:audit"
 PROMOTIONS: Final = f"{PREFIX}:promotions"

@@ -23,6 +23,30 @@ LATENCY_BUCKETS = (
 )
 
 
+SCORE_DELTA_BUCKETS = (
+    -1.0,
+    -0.5,
+    -0.3,
+    -0.2,
+    -0.1,
+    -0.05,
+    -0.02,
+    -0.01,
+    -0.005,
+    0.0,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.2,
+    0.3,
+    0.5,
+    1.0,
+)
+"""Upper bounds of score-delta buckets (shadow minus primary), shared by /metrics and Redis."""
+
+
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = r = registry or CollectorRegistry()
@@ -136,7 +160,7 @@ class GatewayMetrics:
             "turnout_shadow_score_delta",
             "Shadow score minus primary score on the same request.",
             ["experiment", "primary", "shadow"],
-            buckets=(-1.0, -0.5, -0.25, -0.1, -0.05, -0.01, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0),
+            buckets=SCORE_DELTA_BUCKETS,
             registry=r,
         )
         self.shadow_dropped = Counter(

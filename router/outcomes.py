@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from router.shadow import ShadowComparison
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,13 +32,22 @@ class Outcome:
     ts: float
     forced: str | None = None
     """What overrode the policy (kill_switch, forced_variant, header); None: the policy chose."""
+    sticky_until: float | None = None
+    """Set on a sticky bandit user's first draw: the user keeps ``variant`` until then (every
+    replica learns it from the record the recorder writes)."""
 
 
 class Recorder(Protocol):
     def record(self, outcome: Outcome) -> None:
         """Accept an outcome without blocking; it is written later."""
 
+    def record_shadow(self, comparison: ShadowComparison) -> None:
+        """Accept a shadow comparison without blocking; it is written later."""
+
 
 class NullRecorder:
     def record(self, outcome: Outcome) -> None:
+        return None
+
+    def record_shadow(self, comparison: ShadowComparison) -> None:
         return None

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from router import keys, logs
+from router import keys, logs, shadow_recording
 from router.errors import Unavailable
 from router.metrics import LATENCY_BUCKETS, GatewayMetrics
 from router.outcomes import NullRecorder, Outcome, Recorder
@@ -34,6 +34,7 @@ from router.redis_scripts import (
     dumps,
 )
 from router.settings import Settings
+from router.shadow import ShadowComparison
 
 log = logging.getLogger("turnout.recording")
 
@@ -105,6 +106,8 @@ def count_outcome(tally: Tally, outcome: Outcome) -> None:
     tally.member(keys.experiments(), exp)
     tally.member(keys.variants(exp), outcome.variant)
     tally.incr(chosen, keys.ASSIGNED)
+    if outcome.sticky:
+        tally.incr(chosen, keys.STICKY)
     tally.incr(keys.assigned(exp, outcome.config_version), outcome.variant)
     tally.add(chosen, keys.LATENCY_SUM, outcome.latency_ms)
     tally.incr(chosen, latency_field(outcome.latency_ms))
@@ -174,6 +177,7 @@ def attribution_fields(outcome: Outcome) -> dict[str, str]:
         "variant": outcome.variant,
         "fallback": "1" if outcome.fallback else "0",
         "ts": _num(outcome.ts),
+        "propensity": _num(outcome.propensity),
     }
     if outcome.served_variant is not None and outcome.status < 400:
         # Only an answer with a prediction can be credited; a refused input cannot.
@@ -186,6 +190,18 @@ def attribution_fields(outcome: Outcome) -> dict[str, str]:
     return fields
 
 
+def sticky_command(outcome: Outcome, stream_maxlen: int) -> Command | None:
+    """A sticky bandit user's first draw, which every replica pulls into its cache."""
+    if outcome.sticky_until is None or outcome.user_hash is None:
+        return None
+    fields = ("u", outcome.user_hash, "v", outcome.variant, "p", _num(outcome.propensity))
+    return (
+        "XADD",
+        keys.bandit_sticky(outcome.experiment),
+        ("MAXLEN", "~", str(stream_maxlen), "*", *fields, "x", _num(outcome.sticky_until)),
+    )
+
+
 def _flatten(fields: dict[str, str]) -> tuple[str, ...]:
     return tuple(item for pair in fields.items() for item in pair)
 
@@ -194,7 +210,8 @@ def _flatten(fields: dict[str, str]) -> tuple[str, ...]:
 class Pending:
     token: str
     """Unique per recorded event; the write guard compares it to tell a retry from a reused id."""
-    outcome: Outcome
+    outcome: Outcome | ShadowComparison
+    """A request's outcome, or a shadow's comparison for it (both share the buffer)."""
 
 
 class OutcomeBuffer:
@@ -297,23 +314,37 @@ def encode_batch(batch: list[Pending], stream_maxlen: int, attribution_ttl: int)
     repeated = unencodable = 0
     for item in batch:
         outcome = item.outcome
-        if outcome.request_id in ids:
+        if isinstance(outcome, ShadowComparison):
+            guard = shadow_recording.guard_key(outcome)
+        else:
+            guard = keys.request(outcome.request_id)
+        if guard in ids:
             repeated += 1
             continue
         try:
-            attribution = _flatten(attribution_fields(outcome))
-            stream = stream_command(outcome, stream_maxlen)
+            if isinstance(outcome, ShadowComparison):
+                attribution = _flatten(shadow_recording.guard_fields(outcome))
+                entries = shadow_recording.stream_commands(outcome, stream_maxlen)
+            else:
+                attribution = _flatten(attribution_fields(outcome))
+                entries = [stream_command(outcome, stream_maxlen)]
+                held = sticky_command(outcome, stream_maxlen)
+                if held is not None:
+                    entries.append(held)
         except (TypeError, ValueError) as exc:  # a label orjson cannot encode
             unencodable += 1
             logs.event(log, "recording_unencodable", logging.ERROR, reason=str(exc))
             continue
-        ids.add(outcome.request_id)
-        count_outcome(tally, outcome)
-        streams.append(stream)
+        ids.add(guard)
+        if isinstance(outcome, ShadowComparison):
+            shadow_recording.count_comparison(
+                tally.ints, tally.floats, tally.members, outcome, LATENCY_BOUNDS_MS
+            )
+        else:
+            count_outcome(tally, outcome)
+        streams.extend(entries)
         sent.append(item)
-        events.append(
-            {"g": table.ref(keys.request(outcome.request_id)), "t": item.token, "a": attribution}
-        )
+        events.append({"g": table.ref(guard), "t": item.token, "a": attribution})
     payload = {
         "e": events,
         "x": str(attribution_ttl),
@@ -359,7 +390,7 @@ class RedisRecorder:
         self._healthy = True
 
     # --- the request path: memory only --------------------------------------------------
-    def record(self, outcome: Outcome) -> None:
+    def record(self, outcome: Outcome | ShadowComparison) -> None:
         self._seq += 1
         dropped = self.buffer.append(Pending(f"{self._replica}:{self._seq}", outcome))
         self.metrics.events_produced.inc()
@@ -368,6 +399,10 @@ class RedisRecorder:
         self.metrics.events_buffered.set(len(self.buffer))
         if len(self.buffer) - self.buffer.in_flight >= self.settings.recording_batch_size:
             self._wake.set()
+
+    def record_shadow(self, comparison: ShadowComparison) -> None:
+        """Shadow comparisons take the same buffered, idempotent path as outcomes."""
+        self.record(comparison)
 
     # --- lifecycle --------------------------------------------------------------------
     def start(self) -> None:

@@ -69,7 +69,10 @@ ACCEPT_FEEDBACK_LUA = (
     + """
 -- KEYS[1]: the request's attribution hash. ARGV[1]: the token read with it (so an id that
 -- expired and was reused in between is not credited to the new request), ARGV[2]: the reward,
--- ARGV[3]: JSON commands. Returns 'ok', 'missing' or 'duplicate'.
+-- ARGV[3]: JSON commands. Optional ARGV[4]: JSON {k = index of the flags hash, f = the
+-- experiment's frozen-flag field, d = its default as JSON, c = commands applied only while the
+-- flag is not true (the bandit posterior update), read here so a freeze holds at once on every
+-- replica. Returns 'ok', 'frozen' (credited, posterior left alone), 'missing' or 'duplicate'.
 if redis.call('HGET', KEYS[1], '"""
     + keys.TOKEN
     + """') ~= ARGV[1] then return 'missing' end
@@ -77,6 +80,11 @@ if redis.call('HSETNX', KEYS[1], '"""
     + keys.FEEDBACK_REWARD
     + """', ARGV[2]) == 0 then return 'duplicate' end
 apply(cjson.decode(ARGV[3]))
+if ARGV[4] then
+  local bandit = cjson.decode(ARGV[4])
+  if (redis.call('HGET', KEYS[bandit.k], bandit.f) or bandit.d) == 'true' then return 'frozen' end
+  apply(bandit.c)
+end
 return 'ok'
 """
 )

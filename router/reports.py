@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -20,12 +20,16 @@ from rich.table import Table
 
 from router import keys
 from router.experiments import BanditPolicy, Experiment
+from router.posteriors import arm_stats, parse_evidence
+from router.recording import LATENCY_BOUNDS_MS
 from router.redis_scripts import as_text_dict, text
 from router.stats import (
+    beta_summary,
     difference_test,
     mean_interval,
     quantiles_from_histogram,
     srm_check,
+    thompson_probabilities,
     wilson_interval,
 )
 
@@ -41,6 +45,17 @@ class Recorded:
     """Variant -> its counter hash."""
     assigned_now: dict[str, int]
     """Variant -> assignments under the configuration in force."""
+    bandit: dict[str, str] = field(default_factory=dict)
+    """The experiment's bandit evidence hash (empty unless it ran as a bandit)."""
+
+
+@dataclass(frozen=True)
+class BanditLive:
+    """What the answering replica adds to a bandit report: the default prior and its cache."""
+
+    default_prior: tuple[float, float]
+    status: dict[str, Any]
+    """``BanditRuntime.status``: posterior age, refresh interval, current traffic share."""
 
 
 async def read_recorded(
@@ -52,10 +67,11 @@ async def read_recorded(
         for name in names:
             pipe.hgetall(keys.counters(experiment, name))
         pipe.hgetall(keys.assigned(experiment, config_version))
+        pipe.hgetall(keys.bandit(experiment))
         replies = await pipe.execute()
     counters = {name: as_text_dict(reply) for name, reply in zip(names, replies, strict=False)}
-    assigned = {k: int(v) for k, v in as_text_dict(replies[-1]).items()}
-    return Recorded(counters, assigned)
+    assigned = {k: int(v) for k, v in as_text_dict(replies[-2]).items()}
+    return Recorded(counters, assigned, as_text_dict(replies[-1]))
 
 
 class _Hash:
@@ -75,16 +91,24 @@ def _ratio(part: float, whole: float) -> float | None:
 
 def latency_buckets(raw: dict[str, str]) -> tuple[list[float], list[int]]:
     """Upper bounds (ms, ``inf`` last) and cumulative counts of a variant's latency buckets."""
-    pairs = sorted(
-        (float(field.removeprefix(keys.LATENCY_BUCKET)), int(count))
+    return dense_buckets(raw, keys.LATENCY_BUCKET, LATENCY_BOUNDS_MS)
+
+
+def dense_buckets(
+    raw: dict[str, str], prefix: str, bounds: Iterable[float]
+) -> tuple[list[float], list[int]]:
+    """Every bucket of ``bounds`` (and ``+Inf``), empty ones included: Redis keeps only the
+    buckets that were hit, and interpolating from a sparse list would move quantiles."""
+    counts = {
+        float(field.removeprefix(prefix)): int(count)
         for field, count in raw.items()
-        if field.startswith(keys.LATENCY_BUCKET)
-    )
-    bounds = [b for b, _ in pairs]
+        if field.startswith(prefix)
+    }
+    full = sorted({*bounds, math.inf, *counts})
     cumulative: list[int] = []
-    for _, count in pairs:
-        cumulative.append(count + (cumulative[-1] if cumulative else 0))
-    return bounds, cumulative
+    for bound in full:
+        cumulative.append(counts.get(bound, 0) + (cumulative[-1] if cumulative else 0))
+    return full, cumulative
 
 
 def variant_row(
@@ -169,7 +193,11 @@ COMPARED = ("reward", "accuracy", "positive_rate", "error_rate")
 
 
 def build_report(
-    experiment: Experiment, config_version: str, recorded: Recorded, generated_at: float
+    experiment: Experiment,
+    config_version: str,
+    recorded: Recorded,
+    generated_at: float,
+    live: BanditLive | None = None,
 ) -> dict[str, Any]:
     configured = list(experiment.variants)
     others = sorted(set(recorded.counters) - set(configured))
@@ -201,6 +229,68 @@ def build_report(
         "variants": rows,
         "srm": srm(experiment, config_version, recorded.assigned_now),
         "comparisons": comparisons,
+        "bandit": bandit_section(experiment, recorded, live),
+    }
+
+
+def bandit_section(
+    experiment: Experiment, recorded: Recorded, live: BanditLive | None
+) -> dict[str, Any] | None:
+    """Posterior per arm from the evidence in Redis, with what the policy did with it.
+
+    ``expected_regret`` is pulls x (best posterior mean - the arm's); ``ipw_mean`` is
+    sum(reward / propensity) over feedback on requests the arm was chosen for and answered,
+    divided by all such feedback (every arm); ``snipw_mean`` divides by sum(1 / propensity)
+    instead. ``naive_mean`` is the plain mean of the feedback credited to the arm.
+    """
+    policy = experiment.policy
+    if not isinstance(policy, BanditPolicy):
+        return None
+    prior = policy.prior or (live.default_prior if live else (1.0, 1.0))
+    evidence = parse_evidence(recorded.bandit)
+    posteriors = arm_stats(evidence, policy.arms, prior)
+    params = {arm: (s.alpha, s.beta) for arm, s in posteriors.items()}
+    best = thompson_probabilities({arm: params[arm] for arm in policy.arms})
+    means = {arm: a / (a + b) for arm, (a, b) in params.items()}
+    top = max(means[arm] for arm in policy.arms)
+    counters = {arm: _Hash(recorded.counters.get(arm, {})) for arm in posteriors}
+    ipw_total = sum(_Hash(raw).int(keys.IPW_N) for raw in recorded.counters.values())
+    share = live.status["traffic_share"] if live else {}
+    arms = []
+    for arm, stats in posteriors.items():
+        h = counters[arm]
+        pulls = h.int(keys.ASSIGNED)
+        ipw_sum, ipw_weight = h.float(keys.IPW_SUM), h.float(keys.IPW_WEIGHT)
+        arms.append(
+            {
+                "arm": arm,
+                "sampled": arm in policy.arms,
+                **beta_summary(stats.alpha, stats.beta),
+                "rewards": stats.rewards,
+                "prob_best": best.get(arm),
+                "traffic_share": share.get(arm),
+                "pulls": pulls,
+                "sticky_pulls": h.int(keys.STICKY),
+                "expected_regret": pulls * max(0.0, top - means[arm]),
+                "naive_mean": _ratio(h.float(keys.FEEDBACK_SUM), h.int(keys.FEEDBACK_N)),
+                "ipw_mean": _ratio(ipw_sum, ipw_total),
+                "snipw_mean": _ratio(ipw_sum, ipw_weight),
+                "ipw_feedback": h.int(keys.IPW_N),
+            }
+        )
+    posterior = None
+    if live is not None:
+        posterior = {k: v for k, v in live.status.items() if k != "traffic_share"}
+    return {
+        "prior": list(prior),
+        "min_share": policy.min_share,
+        "warmup": policy.warmup,
+        "sticky": policy.sticky is not None,
+        "arms": arms,
+        "expected_regret": sum(a["expected_regret"] for a in arms),
+        "pulls": sum(a["pulls"] for a in arms),
+        "sticky_pulls": sum(a["sticky_pulls"] for a in arms),
+        "posterior": posterior,
     }
 
 
@@ -319,3 +409,49 @@ def render_report(console: Console, report: dict[str, Any]) -> None:
                 )
             diff.add_row(f"{item['variant']} - {item['control']}", *cells)
         console.print(diff)
+    if report.get("bandit"):
+        render_bandit(console, report["bandit"])
+
+
+def render_bandit(console: Console, section: dict[str, Any]) -> None:
+    table = Table(
+        "arm",
+        "alpha",
+        "beta",
+        "mean [95%]",
+        "P(best)",
+        "share now",
+        "pulls",
+        "sticky",
+        "regret",
+        "naive mean",
+        "IPW",
+        "SNIPW",
+        title="bandit posteriors",
+    )
+    for arm in section["arms"]:
+        name = arm["arm"] + ("" if arm["sampled"] else " (not an arm now)")
+        table.add_row(
+            name,
+            _fmt(arm["alpha"], ".1f"),
+            _fmt(arm["beta"], ".1f"),
+            f"{_fmt(arm['mean'])} {_interval(arm['interval'])}",
+            _fmt(arm["prob_best"]),
+            _fmt(arm["traffic_share"]),
+            str(arm["pulls"]),
+            str(arm["sticky_pulls"]),
+            _fmt(arm["expected_regret"], ".1f"),
+            _fmt(arm["naive_mean"]),
+            _fmt(arm["ipw_mean"]),
+            _fmt(arm["snipw_mean"]),
+        )
+    console.print(table)
+    posterior = section.get("posterior") or {}
+    age = posterior.get("age_seconds")
+    console.print(
+        f"expected regret so far {section['expected_regret']:.1f}; "
+        f"{section['sticky_pulls']} of {section['pulls']} assignments sticky; posterior age "
+        f"{_fmt(age, '.1f')} s (refreshed every {_fmt(posterior.get('refresh_interval'), 'g')} s, "
+        f"Redis {posterior.get('redis', '-')})",
+        highlight=False,
+    )

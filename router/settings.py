@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +62,12 @@ class Settings(BaseSettings):
     health_interval: float = Field(2.0, gt=0)
     """Seconds between active ``/readyz`` checks of every upstream."""
 
+    # --- shadow mirroring --------------------------------------------------------------
+    shadow_timeout: float = Field(2.0, gt=0)
+    """Seconds allowed for one mirror call; a slower shadow counts as an error."""
+    shadow_max_in_flight: int = Field(64, gt=0)
+    """Most mirror calls running at once per gateway; past it, mirrors are dropped and counted."""
+
     # --- experiments -------------------------------------------------------------------
     reload_poll_interval: float = Field(1.0, gt=0)
     """Seconds between polls of the experiments folder when file watching is unavailable."""
@@ -109,6 +116,24 @@ class Settings(BaseSettings):
     """Seconds a request's attribution is kept for ``POST /feedback`` (later feedback: 404)."""
     feedback_flush_timeout: float = Field(2.0, gt=0)
     """Seconds ``POST /feedback`` may wait to write the request's still-buffered outcome."""
+
+    # --- bandit ------------------------------------------------------------------------
+    bandit_prior: tuple[float, float] = (1.0, 1.0)
+    """Beta(alpha, beta) prior of every arm whose experiment names none (JSON, e.g. [1, 1])."""
+    bandit_refresh_interval: float = Field(1.0, gt=0)
+    """Seconds between refreshes of a replica's cached posteriors (and sticky arms) from Redis:
+    the bound on how stale the posterior a decision samples from is while Redis answers."""
+    bandit_sticky_ttl: float = Field(86_400.0, gt=0)
+    """Seconds a user stays on the arm first drawn for them (experiments with ``sticky``)."""
+    bandit_sticky_max: int = Field(1_000_000, ge=1)
+    """Most sticky users a replica keeps in memory; past it the oldest assignments go first."""
+
+    @field_validator("bandit_prior")
+    @classmethod
+    def _check_prior(cls, prior: tuple[float, float]) -> tuple[float, float]:
+        if not all(math.isfinite(x) and x > 0 for x in prior):
+            raise ValueError("bandit_prior alpha and beta must both be finite and > 0")
+        return prior
 
     # --- flags and admin ---------------------------------------------------------------
     flags_file: Path = PROJECT_ROOT / "config" / "flags.yaml"

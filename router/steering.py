@@ -47,8 +47,12 @@ def steer(
     rng: random.Random,
     header: str | None,
     authorized: Callable[[], bool],
+    view: RoutingView | None = None,
 ) -> Steering:
-    """Choose the variant; ``authorized`` is asked only when a header asks to force one."""
+    """Choose the variant; ``authorized`` is asked only when a header asks to force one.
+
+    ``view`` is what the policy sees (a bandit's cached posteriors); by default the flags.
+    """
     if flags.kill_switch:
         return Steering(Decision(experiment.control, False, 1.0), KILL_SWITCH, False)
     forced = flags.forced_variant
@@ -58,6 +62,6 @@ def steer(
         if authorized():
             variant = resolve_variant(experiment, header.strip())
             return Steering(Decision(variant, False, 1.0), HEADER, False)
-        decision = policy.choose(key, rng, RoutingView(flags=flags.values))
+        decision = policy.choose(key, rng, view or RoutingView(flags=flags.values))
         return Steering(decision, None, True)
-    return Steering(policy.choose(key, rng, RoutingView(flags=flags.values)), None, False)
+    return Steering(policy.choose(key, rng, view or RoutingView(flags=flags.values)), None, False)

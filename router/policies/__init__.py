@@ -5,13 +5,14 @@ from __future__ import annotations
 import random
 
 from router.experiments import Experiment
-from router.policies import ab, blue_green, canary
+from router.policies import ab, bandit, blue_green, canary
 from router.policies.base import EMPTY_VIEW, Decision, Policy, PolicyFactory, RoutingView
 
 POLICIES: dict[str, PolicyFactory] = {
     "blue_green": blue_green.build,
     "canary": canary.build,
     "ab": ab.build,
+    "bandit": bandit.build,
 }
 
 

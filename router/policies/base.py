@@ -26,6 +26,14 @@ class ArmStats:
     rewards: int
 
 
+@dataclass(frozen=True, slots=True)
+class HeldArm:
+    """The arm a sticky bandit user was first drawn, and the probability of that draw."""
+
+    arm: str
+    propensity: float
+
+
 @dataclass(frozen=True)
 class RoutingView:
     """What a policy may know beyond the request: refreshed in the background, never fetched."""
@@ -33,6 +41,8 @@ class RoutingView:
     unavailable: frozenset[str] = frozenset()
     arm_stats: Mapping[str, ArmStats] = field(default_factory=dict)
     flags: Mapping[str, object] = field(default_factory=dict)
+    held: HeldArm | None = None
+    """The request key's live sticky bandit assignment, if it has one."""
 
 
 EMPTY_VIEW = RoutingView()

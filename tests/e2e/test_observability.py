@@ -21,7 +21,9 @@ import httpx
 import pytest
 import yaml
 
+from router import keys
 from router.processes import ManagedProcess, free_port, http_ok, poll_until
+from router.redis_server import EmbeddedRedis
 from tests.config_refs import (
     ALERTS,
     all_expressions,
@@ -70,6 +72,7 @@ CORE_SERIES = {
 class Stack:
     gateway: Gateway
     workers: dict[str, Worker]
+    redis: EmbeddedRedis
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +80,7 @@ def stack(
     start_worker: WorkerFactory,
     start_gateway: GatewayFactory,
     tmp_path_factory: pytest.TempPathFactory,
+    redis_server: EmbeddedRedis,
 ) -> Stack:
     workers = {v: start_worker(v, wait_ready=False) for v in ("v1", "v2")}
     for worker in workers.values():
@@ -96,7 +100,8 @@ def stack(
             sticky="user_id",
         ),
     )
-    return Stack(start_gateway(experiments), workers)
+    gateway = start_gateway(experiments, TURNOUT_REDIS_URL=redis_server.url)
+    return Stack(gateway, workers, redis_server)
 
 
 def predict(client: httpx.Client, stack: Stack, text: str, user: str, **headers: str) -> Any:
@@ -310,7 +315,9 @@ def request_lines(process: ManagedProcess, request_id: str) -> list[dict[str, An
     return found
 
 
-def test_one_request_id_through_response_gateway_log_and_worker_log(stack: Stack) -> None:
+def test_one_request_id_through_response_gateway_log_worker_log_and_redis_event(
+    stack: Stack,
+) -> None:
     request_id = f"trace-{uuid.uuid4().hex}"
     secret = uuid.uuid4().hex
     text = f"zebra {secret} you absolute idiot"
@@ -356,6 +363,23 @@ def test_one_request_id_through_response_gateway_log_and_worker_log(stack: Stack
     for other in stack.workers.values():
         if other is not served:
             assert request_lines(other.process, request_id) == []
+
+    events = stack.redis.client()
+
+    def event() -> dict[str, str] | None:
+        for _, fields in events.xrange(keys.events(EXPERIMENT)):
+            if fields["request_id"] == request_id:
+                return dict(fields)
+        return None
+
+    poll_until(lambda: event() is not None, 10, what="the request's event in Redis")
+    recorded = event()
+    assert recorded is not None
+    assert (recorded["variant"], recorded["version"]) == (body["variant"], body["model_version"])
+    assert recorded["config_version"] == body["config_version"]
+    assert secret not in str(recorded)
+    assert user not in str(recorded)
+    assert len(recorded["user_hash"]) == 16
 
     for process in [gateway, *(w.process for w in stack.workers.values())]:
         log = process.output()

@@ -15,6 +15,7 @@ from router.experiments import Experiment
 from router.feedback import parse_feedback
 from router.outcomes import Outcome
 from router.recording import (
+    LATENCY_BOUNDS_MS,
     OutcomeBuffer,
     Pending,
     Tally,
@@ -310,7 +311,9 @@ def test_report_numbers_from_counters() -> None:
     r1, r2 = report["variants"]
     assert (r1["share_pct"], r2["share_pct"]) == (90.0, 10.0)
     assert r1["latency_ms"]["mean"] == 5.0
-    assert r1["latency_ms"]["p50"] == pytest.approx(0.5 * 90 / 60 * 5)
+    # Rank 45 of 90 falls in the (3, 5] ms bucket (the empty buckets below it still count
+    # as edges): 3 + 45/60 * (5 - 3).
+    assert r1["latency_ms"]["p50"] == pytest.approx(3.0 + 45 / 60 * 2.0)
     assert r1["positive_rate"] == 0.5
     assert r1["feedback"]["interval_method"] == "wilson"
     assert r2["feedback"]["interval_method"] == "t"
@@ -327,5 +330,8 @@ def test_srm_is_flagged_when_assignments_disagree_with_weights() -> None:
 
 def test_latency_buckets_are_cumulated_in_bound_order() -> None:
     raw = {keys.LATENCY_BUCKET + "+Inf": "1", keys.LATENCY_BUCKET + "10": "2", "other": "9"}
-    raw[keys.LATENCY_BUCKET + "2.5"] = "3"
-    assert latency_buckets(raw) == ([2.5, 10.0, math.inf], [3, 5, 6])
+    raw[keys.LATENCY_BUCKET + "3"] = "3"
+    bounds, cumulative = latency_buckets(raw)
+    assert bounds == [*LATENCY_BOUNDS_MS, math.inf]  # empty buckets too: they are edges
+    at = dict(zip(bounds, cumulative, strict=True))
+    assert (at[2.0], at[3.0], at[7.5], at[10.0], at[5000.0], at[math.inf]) == (0, 3, 3, 5, 5, 6)
