@@ -9,29 +9,16 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from benchmarks.harness import Service, load, median, models_env, start_gateway, start_worker
+from benchmarks.harness import (
+    cpu_leg,
+    load,
+    median,
+    models_env,
+    start_gateway,
+    start_worker,
+    write_canary,
+)
 from router.redis_server import EmbeddedRedis
-
-EXPERIMENT = """\
-name: bench
-model: profanity
-control: v1
-variants:
-  v1: {{url: "{url}"}}
-  v2: {{url: "{url}", version: v1}}
-policy:
-  kind: canary
-  weights: {{v1: 90, v2: 10}}
-  sticky: user_id
-"""
-
-
-def cpu_leg(target: str, services: list[Service], concurrency: int, duration: float) -> dict:
-    before = [s.cpu_seconds() for s in services]
-    result = load(target, concurrency=concurrency, duration=duration)
-    spent = [s.cpu_seconds() - b for s, b in zip(services, before, strict=True)]
-    result["cpu_ms_per_request"] = [1000.0 * c / max(result["requests"], 1) for c in spent]
-    return result
 
 
 def main() -> None:
@@ -45,10 +32,7 @@ def main() -> None:
     redis = EmbeddedRedis(workdir / "redis").start()
     env = {**models_env(), "TURNOUT_REDIS_URL": redis.url}
     worker = start_worker("v1", env)
-    experiments = workdir / "experiments"
-    experiments.mkdir()
-    (experiments / "bench.yaml").write_text(EXPERIMENT.format(url=worker.url))
-    gateway = start_gateway(experiments, env)
+    gateway = start_gateway(write_canary(workdir / "experiments", worker.url), env)
     direct_url, gateway_url = f"{worker.url}/predict", f"{gateway.url}/predict"
     try:
         load(direct_url, concurrency=args.concurrency, duration=1.0)  # warm both paths

@@ -117,6 +117,38 @@ def _wrk(wrk: str, url: str, concurrency: int, duration: float) -> dict[str, Any
     return result
 
 
+CANARY_EXPERIMENT = """\
+name: bench
+model: profanity
+control: v1
+variants:
+  v1: {{url: "{url}"}}
+  v2: {{url: "{url}", version: v1}}
+policy:
+  kind: canary
+  weights: {{v1: 90, v2: 10}}
+  sticky: user_id
+"""
+"""The benchmarks' canary: both variants on one worker, so direct and gateway legs compare."""
+
+
+def write_canary(folder: Path, worker_url: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "bench.yaml").write_text(CANARY_EXPERIMENT.format(url=worker_url))
+    return folder
+
+
+def cpu_leg(
+    target: str, services: list[Service], concurrency: int, duration: float
+) -> dict[str, Any]:
+    """One closed-loop leg, plus each service's CPU milliseconds per request during it."""
+    before = [s.cpu_seconds() for s in services]
+    result = load(target, concurrency=concurrency, duration=duration)
+    spent = [s.cpu_seconds() - b for s, b in zip(services, before, strict=True)]
+    result["cpu_ms_per_request"] = [1000.0 * c / max(result["requests"], 1) for c in spent]
+    return result
+
+
 def median(values: list[float]) -> float:
     return float(statistics.median(values))
 

@@ -14,22 +14,17 @@ import httpx
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.harness import Service, load, median, models_env, start_gateway, start_worker
+from benchmarks.harness import (
+    Service,
+    load,
+    median,
+    models_env,
+    start_gateway,
+    start_worker,
+    write_canary,
+)
 from router.processes import poll_until
 from router.redis_server import EmbeddedRedis
-
-EXPERIMENT = """\
-name: bench
-model: profanity
-control: v1
-variants:
-  v1: {{url: "{url}"}}
-  v2: {{url: "{url}", version: v1}}
-policy:
-  kind: canary
-  weights: {{v1: 90, v2: 10}}
-  sticky: user_id
-"""
 
 
 def scrape(gateway: Service) -> dict[str, float]:
@@ -74,9 +69,7 @@ def main() -> None:
     server = EmbeddedRedis(workdir / "redis").start()
     env = models_env()
     worker = start_worker("v1", env)
-    experiments = workdir / "experiments"
-    experiments.mkdir()
-    (experiments / "bench.yaml").write_text(EXPERIMENT.format(url=worker.url))
+    experiments = write_canary(workdir / "experiments", worker.url)
     off = start_gateway(experiments, env)
     on = start_gateway(experiments, {**env, "TURNOUT_REDIS_URL": server.url})
     client = redis.Redis.from_url(server.url, decode_responses=True)

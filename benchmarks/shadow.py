@@ -12,7 +12,15 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from benchmarks.harness import Service, load, median, models_env, start_gateway, start_worker
+from benchmarks.harness import (
+    Service,
+    cpu_leg,
+    load,
+    median,
+    models_env,
+    start_gateway,
+    start_worker,
+)
 from router.processes import free_port
 from router.redis_server import EmbeddedRedis
 
@@ -42,9 +50,7 @@ def gateway_for(
 
 
 def cpu_per_request(service: Service, target: str, duration: float) -> float:
-    before = service.cpu_seconds()
-    result = load(target, concurrency=16, duration=duration)
-    return 1000.0 * (service.cpu_seconds() - before) / max(result["requests"], 1)
+    return float(cpu_leg(target, [service], 16, duration)["cpu_ms_per_request"][0])
 
 
 def main() -> None:

@@ -11,8 +11,9 @@ from starlette.responses import Response
 
 from router import logs
 from router.bandits import BanditRuntime
+from router.deferred_feedback import DeferredFeedback, Queued
 from router.errors import NotFound, Unavailable
-from router.feedback import FeedbackWriter, parse_feedback
+from router.feedback import parse_feedback
 from router.http import json_response, read_json
 from router.metrics import GatewayMetrics
 from router.outcomes import Recorder
@@ -32,18 +33,12 @@ def outcomes_router(
     metrics: GatewayMetrics,
     clock: Callable[[], float],
     bandits: BanditRuntime | None = None,
+    deferred: DeferredFeedback | None = None,
 ) -> APIRouter:
+    """``deferred`` is the feedback path (``DeferredFeedback.for_recorder``), whose drain task
+    the app's lifespan starts and stops."""
     router = APIRouter()
     redis_recorder = recorder if isinstance(recorder, RedisRecorder) else None
-    writer = (
-        FeedbackWriter(
-            redis_recorder.redis,
-            settings.recording_stream_maxlen,
-            bandits.target if bandits else None,
-        )
-        if redis_recorder
-        else None
-    )
 
     def require_redis() -> RedisRecorder:
         if redis_recorder is None:
@@ -61,13 +56,15 @@ def outcomes_router(
     @router.post("/feedback")
     async def feedback(request: Request) -> Response:
         feedback = parse_feedback(await read_json(request, settings.max_body_bytes))
-        rec = require_redis()
-        assert writer is not None
-        await rec.flush_through(feedback.request_id)
+        require_redis()
+        assert deferred is not None
         try:
-            credit = await writer.accept(feedback, clock())
+            credit = await deferred.accept(feedback)
         except RedisError as exc:
             raise redis_down(exc) from None
+        if isinstance(credit, Queued):
+            body = {"status": "queued", "request_id": credit.request_id, "detail": credit.detail}
+            return json_response(body, 202)
         metrics.feedback.labels(credit.experiment, credit.version or "none").inc()
         return json_response(
             {

@@ -23,6 +23,7 @@ from router.admin import AdminContext, build_admin_router
 from router.api_outcomes import outcomes_router
 from router.auth import AdminTokens
 from router.bandits import BanditRuntime
+from router.deferred_feedback import DeferredFeedback
 from router.errors import ConfigError, InvalidInput, NotFound, TurnoutError, Unavailable
 from router.experiments import load_directory
 from router.flags import FlagCache
@@ -109,6 +110,7 @@ def create_app(
     bandits = BanditRuntime.from_settings(settings, store, flags, metrics, clock)
     tokens = AdminTokens.from_settings(settings)
     mirror = ShadowMirror(recorder, metrics, settings.shadow_max_in_flight, clock)
+    deferred = DeferredFeedback.for_recorder(settings, recorder, metrics, clock, bandits)
     tasks: set[asyncio.Task[None]] = set()
 
     @asynccontextmanager
@@ -125,11 +127,15 @@ def create_app(
         ):
             tasks.add(asyncio.create_task(job))
         await start_recording(recorder)
+        if deferred is not None:
+            deferred.start()
         logs.event(log, "gateway_started", experiments=sorted(store.snapshot.routes))
         try:
             yield
         finally:
             await mirror.close()  # their comparisons still reach the recorder's final flush
+            if deferred is not None:
+                await deferred.close()  # queued feedback, while the recorder's Redis is open
             await stop_recording(recorder)  # final flush, bounded by its own timeout
             for task in tasks:
                 task.cancel()
@@ -144,7 +150,9 @@ def create_app(
     app.state.metrics = metrics
     app.state.pool = pool
     app.state.flags = flags
-    app.include_router(outcomes_router(settings, recorder, store, metrics, clock, bandits))
+    app.include_router(
+        outcomes_router(settings, recorder, store, metrics, clock, bandits, deferred)
+    )
     if tokens.enabled:  # no token configured: the admin API is off (404), not open
         app.include_router(
             build_admin_router(

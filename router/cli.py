@@ -24,6 +24,12 @@ models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
 console = Console()
+
+ExperimentName = Annotated[str, typer.Argument(help="Experiment name.")]
+JsonReport = Annotated[bool, typer.Option("--json", help="Print the report as JSON.")]
+GatewayUrl = Annotated[
+    str | None, typer.Option(help="Gateway URL (default: http://TURNOUT_HOST:TURNOUT_PORT).")
+]
 err_console = Console(stderr=True)
 
 
@@ -251,11 +257,9 @@ register_operator_commands(app)
 
 @app.command()
 def report(
-    name: Annotated[str, typer.Argument(help="Experiment name.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    url: Annotated[
-        str | None, typer.Option(help="Gateway URL (default: http://TURNOUT_HOST:TURNOUT_PORT).")
-    ] = None,
+    name: ExperimentName,
+    as_json: JsonReport = False,
+    url: GatewayUrl = None,
 ) -> None:
     """Per-variant comparison of an experiment, computed by the gateway from Redis."""
     from router.reports import render_report
@@ -269,11 +273,9 @@ def report(
 
 @app.command("shadow-report")
 def shadow_report(
-    name: Annotated[str, typer.Argument(help="Experiment name.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    url: Annotated[
-        str | None, typer.Option(help="Gateway URL (default: http://TURNOUT_HOST:TURNOUT_PORT).")
-    ] = None,
+    name: ExperimentName,
+    as_json: JsonReport = False,
+    url: GatewayUrl = None,
 ) -> None:
     """Shadow versions against the primary they shadowed: agreement, McNemar, score deltas."""
     from router.shadow_report import render_shadow_report

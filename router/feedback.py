@@ -47,6 +47,18 @@ class Credit:
     ``frozen`` when the frozen flag held it back, None when the credited variant is no arm."""
 
 
+class AppliedBefore(Conflict):
+    """This very feedback (same token) was applied by an earlier attempt whose reply was lost."""
+
+    def __init__(self, request_id: str, experiment: str, version: str | None) -> None:
+        super().__init__(
+            f"feedback for request {request_id!r} was applied by an earlier attempt",
+            code="duplicate",
+        )
+        self.experiment = experiment
+        self.version = version
+
+
 def parse_feedback(body: Any) -> FeedbackInput:
     """Validate a feedback body; every refusal is a 422 naming the field."""
     if not isinstance(body, dict):
@@ -90,7 +102,12 @@ class FeedbackWriter:
         """The bandit experiment's arms by name (None: not a bandit, as loaded here)."""
         self._script = client.register_script(ACCEPT_FEEDBACK_LUA)
 
-    async def accept(self, feedback: FeedbackInput, now: float) -> Credit:
+    async def accept(
+        self, feedback: FeedbackInput, now: float, feedback_token: str | None = None
+    ) -> Credit:
+        """Credit ``feedback`` exactly once. ``feedback_token`` names this very feedback across
+        retries (the deferred queue's): it is stored with it, so a retry whose first attempt did
+        apply raises ``AppliedBefore`` instead of counting as someone else's duplicate."""
         rid = feedback.request_id
         attribution = as_text_dict(await self.redis.hgetall(keys.request(rid)))
         token = attribution.get(keys.TOKEN)
@@ -107,6 +124,11 @@ class FeedbackWriter:
                 code="no_prediction",
             )
         if keys.FEEDBACK_REWARD in attribution:
+            if (
+                feedback_token is not None
+                and attribution.get(keys.FEEDBACK_TOKEN) == feedback_token
+            ):
+                raise AppliedBefore(rid, attribution["experiment"], attribution.get("version"))
             raise Conflict(f"feedback for request {rid!r} was already accepted", code="duplicate")
         correct = None
         if feedback.label is not None:
@@ -125,6 +147,8 @@ class FeedbackWriter:
             reward = feedback.reward
         experiment = attribution["experiment"]
         commands = self._commands(rid, attribution, answered, reward, feedback.label, correct, now)
+        if feedback_token is not None:
+            commands.append(("HSET", keys.request(rid), (keys.FEEDBACK_TOKEN, feedback_token)))
         table = KeyTable()
         table.ref(keys.request(rid))
         args = [token, repr(reward), dumps(table.encode(commands))]
@@ -142,6 +166,11 @@ class FeedbackWriter:
         if result == "missing":
             raise NotFound(f"request {rid!r} expired meanwhile", code="unknown_request")
         if result == "duplicate":
+            if (
+                feedback_token is not None
+                and await self.redis.hget(keys.request(rid), keys.FEEDBACK_TOKEN) == feedback_token
+            ):
+                raise AppliedBefore(rid, experiment, attribution.get("version"))
             raise Conflict(f"feedback for request {rid!r} was already accepted", code="duplicate")
         return Credit(
             rid,

@@ -95,6 +95,8 @@ TOKEN: Final = "token"  # noqa: S105 (a field name, not a secret)
 """Which buffered event wrote this hash: a retried flush finds its own token and skips."""
 FEEDBACK_REWARD: Final = "fb"
 """Present once feedback was accepted: the exactly-once marker."""
+FEEDBACK_TOKEN: Final = "fb_token"  # noqa: S105 (a field name, not a secret)
+"""Set with a deferred feedback: its retry after a lost reply finds it and knows it applied."""
 
 
 # Fields of a shadow pair's counter hash (primary = the variant that answered the client).

@@ -47,6 +47,19 @@ SCORE_DELTA_BUCKETS = (
 """Upper bounds of score-delta buckets (shadow minus primary), shared by /metrics and Redis."""
 
 
+DEFERRED_RESULTS = (
+    "queued",
+    "applied",
+    "duplicate",
+    "unknown",
+    "invalid",
+    "error",
+    "shutdown",
+    "refused_full",
+)
+"""Values of ``turnout_feedback_deferred_total{result}``."""
+
+
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = r = registry or CollectorRegistry()
@@ -147,6 +160,22 @@ class GatewayMetrics:
             "turnout_feedback",
             "Feedback accepted, by experiment and the version credited.",
             ["experiment", "version"],
+            registry=r,
+        )
+        self.feedback_deferred = Counter(
+            "turnout_feedback_deferred",
+            "Feedback deferred while Redis was unreachable, by result: queued (answered 202), then "
+            "applied, duplicate, unknown, invalid, error, or shutdown (still queued at exit); "
+            "refused_full when the queue was full (answered 503). queued = the settled results "
+            "+ turnout_feedback_queued.",
+            ["result"],
+            registry=r,
+        )
+        for result in DEFERRED_RESULTS:
+            self.feedback_deferred.labels(result)
+        self.feedback_queued = Gauge(
+            "turnout_feedback_queued",
+            "Feedback waiting in the deferred queue for Redis to come back.",
             registry=r,
         )
         # --- shadow mirroring ---

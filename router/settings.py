@@ -116,6 +116,12 @@ class Settings(BaseSettings):
     """Seconds a request's attribution is kept for ``POST /feedback`` (later feedback: 404)."""
     feedback_flush_timeout: float = Field(2.0, gt=0)
     """Seconds ``POST /feedback`` may wait to write the request's still-buffered outcome."""
+    feedback_queue_size: int = Field(10_000, ge=1)
+    """Most feedbacks a replica holds while Redis is unreachable (answered 202 ``queued``, then
+    applied exactly once, in order, when Redis is back). Past it ``POST /feedback`` answers 503
+    ``feedback_queue_full``; nothing accepted is dropped except what is still queued when the
+    shutdown drain (``recording_shutdown_timeout``) ends, counted in
+    ``turnout_feedback_deferred_total{result="shutdown"}``."""
 
     # --- bandit ------------------------------------------------------------------------
     bandit_prior: tuple[float, float] = (1.0, 1.0)

@@ -351,8 +351,15 @@ def test_redis_down_keeps_sampling_from_the_last_posterior(
         r = httpx.post(
             f"{gateway.url}/feedback", json={"request_id": answer["request_id"], "reward": 1}
         )
-        assert r.status_code == 503  # the client retries; its outcome waits in the buffer
+        assert r.status_code == 202  # feedback waits in the buffer, as its outcome does
+        assert r.json()["status"] == "queued"
         server.start()
+
+        def applied() -> bool:
+            text = httpx.get(f"{gateway.url}/metrics").text
+            return 'turnout_feedback_deferred_total{result="applied"} 1.0' in text
+
+        poll_until(applied, 15, what="the queued feedback to be applied")
         poll_until(
             lambda: gauges(gateway, name)["turnout_bandit_posterior_age_seconds:"] < 3 * REFRESH,
             15,
