@@ -73,7 +73,13 @@ def main() -> None:
             f"  p99 at {rate} req/s (fixed)   direct {fixed_direct['p99_ms']:.3f} ms, "
             f"gateway {fixed_gateway['p99_ms']:.3f} ms, delta {delta:.3f} ms  (goal <= 2)"
         )
-        print(f"  errors in all legs           {errors}")
+        print(
+            "  errors by leg                "
+            f"closed {sum(r['errors'] for r in direct + through)}, "
+            f"c=1 {sum(r['errors'] for r in lat_direct + lat_gateway)}, "
+            f"fixed direct {fixed_direct['errors']}, fixed gateway {fixed_gateway['errors']}"
+            f" (total {errors})"
+        )
     finally:
         gateway.process.stop()
         worker.process.stop()

@@ -25,6 +25,7 @@ from router import logs
 from router.errors import InvalidInput, TurnoutError, Unavailable
 from router.http import (
     check_text,
+    freeze_startup_objects,
     install_error_handlers,
     json_response,
     read_json,
@@ -88,6 +89,7 @@ def create_app(settings: Settings, model: ModelSource) -> FastAPI:
         loaded.outputs(["warm-up"])  # the first call pays lazy set-up costs, not a client
         state.model = loaded
         metrics.info.labels(loaded.name, loaded.version, str(loaded.card.get("recipe"))).set(1)
+        freeze_startup_objects()
         metrics.ready.set(1)
         logs.event(log, "model_ready", model=loaded.name, version=loaded.version)
 

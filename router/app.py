@@ -30,6 +30,7 @@ from router.flags import FlagCache
 from router.forwarding import Served, forward
 from router.http import (
     check_text,
+    freeze_startup_objects,
     install_error_handlers,
     json_response,
     read_json,
@@ -129,6 +130,7 @@ def create_app(
         await start_recording(recorder)
         if deferred is not None:
             deferred.start()
+        freeze_startup_objects()
         logs.event(log, "gateway_started", experiments=sorted(store.snapshot.routes))
         try:
             yield

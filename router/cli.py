@@ -137,6 +137,9 @@ def worker(
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=30,
+        # Longer than the gateway's client keep-alive (30 s), so the client side always closes
+        # an idle connection first and never reuses one the server is closing.
+        timeout_keep_alive=75,
     )
 
 
@@ -164,6 +167,9 @@ def gateway(
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=30,
+        # Longer than the gateway's client keep-alive (30 s), so the client side always closes
+        # an idle connection first and never reuses one the server is closing.
+        timeout_keep_alive=75,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import orjson
@@ -78,6 +79,16 @@ def check_text(value: Any, max_chars: int, field: str = "text") -> str:
     if len(value) > max_chars:
         raise InvalidInput(f"'{field}' has {len(value)} characters; the limit is {max_chars}")
     return value
+
+
+def freeze_startup_objects() -> None:
+    """Move everything alive after start-up out of the collector's reach.
+
+    A full collection over the ~120k objects that imports leave behind takes ~70 ms here and
+    shows up as a p99 latency spike; frozen objects are never scanned again.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def install_error_handlers(app: FastAPI) -> None:
