@@ -39,9 +39,12 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 bench: train
-	$(BIN)/python benchmarks/worker.py
-	$(BIN)/python benchmarks/gateway_overhead.py
-	$(BIN)/python benchmarks/hashing.py
+	$(BIN)/python -m benchmarks.worker
+	$(BIN)/python -m benchmarks.upstream_clients
+	$(BIN)/python -m benchmarks.gateway_overhead
+	$(BIN)/python -m benchmarks.recording
+	$(BIN)/python -m benchmarks.shadow
+	$(BIN)/python -m benchmarks.hashing
 	$(BIN)/python -m benchmarks.bandit_regret
 	$(BIN)/python -m benchmarks.bandit_replay
 
