@@ -5,12 +5,12 @@ Prints ratios, not pass/fail. Legs are interleaved and repeated; medians are rep
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
 from benchmarks.harness import (
     cpu_leg,
+    leg_arguments,
     load,
     median,
     models_env,
@@ -22,11 +22,7 @@ from router.redis_server import EmbeddedRedis
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=float, default=5.0)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=32)
-    args = parser.parse_args()
+    args = leg_arguments(__doc__)
 
     workdir = Path(tempfile.mkdtemp(prefix="turnout-bench-"))
     redis = EmbeddedRedis(workdir / "redis").start()

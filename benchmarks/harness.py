@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -147,6 +148,15 @@ def cpu_leg(
     spent = [s.cpu_seconds() - b for s, b in zip(services, before, strict=True)]
     result["cpu_ms_per_request"] = [1000.0 * c / max(result["requests"], 1) for c in spent]
     return result
+
+
+def leg_arguments(description: str | None) -> argparse.Namespace:
+    """The options every load benchmark shares: leg length, repetitions, concurrency."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per leg")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions")
+    parser.add_argument("--concurrency", type=int, default=32, help="closed-loop connections")
+    return parser.parse_args()
 
 
 def median(values: list[float]) -> float:

@@ -6,7 +6,6 @@ Legs are interleaved and repeated; medians are reported. Prints ratios, not pass
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.harness import (
     Service,
+    leg_arguments,
     load,
     median,
     models_env,
@@ -59,11 +59,7 @@ def leg(gateway: Service, concurrency: int, duration: float) -> dict[str, float]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=float, default=5.0)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=32)
-    args = parser.parse_args()
+    args = leg_arguments(__doc__)
 
     workdir = Path(tempfile.mkdtemp(prefix="turnout-bench-recording-"))
     server = EmbeddedRedis(workdir / "redis").start()

@@ -8,13 +8,13 @@ figure (C = CPU time per request of each worker); the script prints both.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
 from benchmarks.harness import (
     Service,
     cpu_leg,
+    leg_arguments,
     load,
     median,
     models_env,
@@ -54,11 +54,7 @@ def cpu_per_request(service: Service, target: str, duration: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=float, default=5.0)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=32)
-    args = parser.parse_args()
+    args = leg_arguments(__doc__)
 
     workdir = Path(tempfile.mkdtemp(prefix="turnout-bench-shadow-"))
     redis = EmbeddedRedis(workdir / "redis").start()
