@@ -23,7 +23,7 @@ from router.recording import RedisRecorder
 from router.redis_server import EmbeddedRedis
 from router.settings import Settings
 from tests.conftest import WorkerFactory, canary_yaml, write_experiment
-from tests.integration.test_recording import gateway, make_outcome, sample, send, until
+from tests.integration.test_recording import QUIET, gateway, make_outcome, sample, send, until
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +38,8 @@ def make_settings(
     base: dict[str, Any] = {
         "experiments_dir": tmp_path / "experiments",
         "models_dir": models_dir,
-        "access_log": False,
-        "health_interval": 30.0,
-        "flags_refresh_interval": 3600.0,
-        "watch_files": False,
-        "reload_poll_interval": 3600.0,
-        "recording_flush_interval": 0.05,
-        "recording_retry_max": 0.2,
+        **QUIET,
         "bandit_refresh_interval": 0.2,
-        "seed": 1,
     }
     return Settings(**{**base, **kw})
 

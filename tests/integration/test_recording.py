@@ -45,23 +45,24 @@ def quiet_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
     server.stop()
 
 
+QUIET: dict[str, Any] = {
+    "access_log": False,
+    "health_interval": 30.0,
+    "flags_refresh_interval": 3600.0,
+    "watch_files": False,
+    "reload_poll_interval": 3600.0,
+    "recording_flush_interval": 0.05,
+    "recording_retry_max": 0.2,
+    "seed": 1,
+}
+"""In-process gateway settings with no background chatter but the recorder's flushes."""
+
+
 def make_settings(tmp_path: Path, workers: dict[str, str], models_dir: Path, **kw: Any) -> Settings:
     name = f"rec-{uuid.uuid4().hex[:8]}"
     folder = tmp_path / "experiments"
     write_experiment(folder, canary_yaml(workers, {"v1": 50, "v2": 50}, name=name))
-    base: dict[str, Any] = {
-        "experiments_dir": folder,
-        "models_dir": models_dir,
-        "access_log": False,
-        "health_interval": 30.0,
-        "flags_refresh_interval": 3600.0,
-        "watch_files": False,
-        "reload_poll_interval": 3600.0,
-        "recording_flush_interval": 0.05,
-        "recording_retry_max": 0.2,
-        "seed": 1,
-    }
-    return Settings(**{**base, **kw})
+    return Settings(**{"experiments_dir": folder, "models_dir": models_dir, **QUIET, **kw})
 
 
 @asynccontextmanager
