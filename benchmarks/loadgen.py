@@ -25,8 +25,21 @@ TEXTS = [
 ]
 
 
+HEADERS = {"content-type": "application/json"}
+
+
 def body(i: int) -> bytes:
     return json.dumps({"text": TEXTS[i % len(TEXTS)], "user_id": f"user-{i}"}).encode()
+
+
+async def post_ok(session: aiohttp.ClientSession, url: str, i: int) -> bool:
+    """Send request number ``i``; True when it got a 2xx answer."""
+    try:
+        async with session.post(url, data=body(i), headers=HEADERS) as response:
+            await response.read()
+            return response.status < 300
+    except aiohttp.ClientError:
+        return False
 
 
 async def closed_loop(url: str, concurrency: int, duration: float) -> tuple[list[float], int]:
@@ -34,7 +47,6 @@ async def closed_loop(url: str, concurrency: int, duration: float) -> tuple[list
     errors = 0
     deadline = time.perf_counter() + duration
     counter = 0
-    headers = {"content-type": "application/json"}
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
 
@@ -43,13 +55,7 @@ async def closed_loop(url: str, concurrency: int, duration: float) -> tuple[list
             while time.perf_counter() < deadline:
                 counter += 1
                 started = time.perf_counter()
-                try:
-                    async with session.post(url, data=body(counter), headers=headers) as r:
-                        await r.read()
-                        ok = r.status < 300
-                except aiohttp.ClientError:
-                    ok = False
-                if ok:
+                if await post_ok(session, url, counter):
                     latencies.append(time.perf_counter() - started)
                 else:
                     errors += 1
@@ -61,7 +67,6 @@ async def closed_loop(url: str, concurrency: int, duration: float) -> tuple[list
 async def open_loop(url: str, rate: float, duration: float) -> tuple[list[float], int]:
     latencies: list[float] = []
     errors = 0
-    headers = {"content-type": "application/json"}
     total = int(rate * duration)
     connector = aiohttp.TCPConnector(limit=512)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -69,13 +74,7 @@ async def open_loop(url: str, rate: float, duration: float) -> tuple[list[float]
 
         async def one(i: int, scheduled: float) -> None:
             nonlocal errors
-            try:
-                async with session.post(url, data=body(i), headers=headers) as r:
-                    await r.read()
-                    ok = r.status < 300
-            except aiohttp.ClientError:
-                ok = False
-            if ok:
+            if await post_ok(session, url, i):
                 latencies.append(time.perf_counter() - scheduled)
             else:
                 errors += 1

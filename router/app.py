@@ -292,7 +292,7 @@ def create_app(
         )
         # Splice the worker's bytes in: it was parsed once already, never re-encoded.
         content = b'{"prediction":' + served.body + b"," + tail[1:]
-        if experiment.shadow is not None and flags.for_experiment(route.name).shadow_active:
+        if experiment.shadow is not None and route_flags.shadow_active:
             # Scheduled, not awaited: the mirror call starts once this response is on its way.
             mirror.mirror(
                 route,
