@@ -30,13 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from router.bandits import BanditRuntime
-from router.experiments import LoadedExperiment, parse_experiment
-from router.flags import ExperimentFlags
-from router.policies import build_policy
-from router.posteriors import MemoryBanditStore, evidence_commands
-from router.settings import Settings
-from router.store import Route
+from router.bandit.evidence import MemoryBanditStore, evidence_commands
+from router.bandit.runtime import BanditRuntime
+from router.config.experiments import LoadedExperiment, parse_experiment
+from router.core.settings import Settings
+from router.flags.flags import ExperimentFlags
+from router.routing.policies import build_policy
+from router.routing.table import Route
 
 MAIN_DELAY = 100
 """The headline delay: a 1 s refresh at 100 requests per second."""

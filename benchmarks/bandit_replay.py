@@ -24,8 +24,8 @@ from sklearn.model_selection import train_test_split
 
 from benchmarks.harness import models_env, start_gateway, start_worker
 from model_workers.train import SEED, VALIDATION_SHARE, load_dataset
-from router.redis_server import EmbeddedRedis
-from router.settings import Settings
+from router.core.settings import Settings
+from router.local.redis_server import EmbeddedRedis
 
 NAME = "profanity-bandit"
 

@@ -18,7 +18,7 @@ from benchmarks.harness import (
     start_worker,
     write_canary,
 )
-from router.redis_server import EmbeddedRedis
+from router.local.redis_server import EmbeddedRedis
 
 
 def main() -> None:

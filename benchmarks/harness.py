@@ -16,7 +16,7 @@ from typing import Any
 
 import psutil
 
-from router.processes import ManagedProcess, free_port, http_ok, poll_until
+from router.local.processes import ManagedProcess, free_port, http_ok, poll_until
 
 ROOT = Path(__file__).resolve().parent.parent
 WRK_SCRIPT = """

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from router.experiments import Experiment
+from router.config.experiments import Experiment
 from router.hashing import (
     choose_by_ranges,
     eppo_choose_split,
@@ -35,8 +35,8 @@ from router.hashing import (
     unleash_in_rollout,
     unleash_variant_index,
 )
-from router.policies import build_policy
-from router.policies.base import EMPTY_VIEW, Policy
+from router.routing.policies import build_policy
+from router.routing.policies.base import EMPTY_VIEW, Policy
 
 Assign = Callable[[str], object]
 Equivalents = dict[str, list[tuple[str, Assign]]]

@@ -23,8 +23,8 @@ from benchmarks.harness import (
     start_worker,
     write_canary,
 )
-from router.processes import poll_until
-from router.redis_server import EmbeddedRedis
+from router.local.processes import poll_until
+from router.local.redis_server import EmbeddedRedis
 
 
 def scrape(gateway: Service) -> dict[str, float]:

@@ -21,8 +21,8 @@ from benchmarks.harness import (
     start_gateway,
     start_worker,
 )
-from router.processes import free_port
-from router.redis_server import EmbeddedRedis
+from router.local.processes import free_port
+from router.local.redis_server import EmbeddedRedis
 
 EXPERIMENT = """\
 name: bench

@@ -12,7 +12,7 @@ import time
 from benchmarks.harness import load, models_env, start_worker
 from benchmarks.loadgen import TEXTS
 from model_workers import registry
-from router.settings import Settings
+from router.core.settings import Settings
 
 
 def in_process_ms(version: str, calls: int = 2000) -> float:

@@ -10,7 +10,7 @@ from typing import Any
 
 import joblib
 
-from router.errors import RegistryError
+from router.core.errors import RegistryError
 
 ARTIFACT = "model.joblib"
 CARD = "card.json"

@@ -21,9 +21,9 @@ from prometheus_client import (
 from starlette.responses import Response
 
 from model_workers.registry import LoadedModel
-from router import logs
-from router.errors import InvalidInput, TurnoutError, Unavailable
-from router.http import (
+from router.core import logs
+from router.core.errors import InvalidInput, TurnoutError, Unavailable
+from router.core.http import (
     check_text,
     freeze_startup_objects,
     install_error_handlers,
@@ -31,8 +31,8 @@ from router.http import (
     read_json,
     require_object,
 )
-from router.observe import RequestObserver
-from router.settings import Settings
+from router.core.observe import RequestObserver
+from router.core.settings import Settings
 
 log = logging.getLogger("turnout.worker")
 

@@ -31,7 +31,7 @@ from sklearn.model_selection import train_test_split
 from model_workers import recipes as recipes_module
 from model_workers.recipes import Recipe
 from model_workers.registry import ARTIFACT, CARD, sha256_file, version_dir
-from router.errors import DatasetError
+from router.core.errors import DatasetError
 
 SEED = 20170101
 VALIDATION_SHARE = 0.2

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from router.cli import app
-from router.settings import Settings
+from router.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config"

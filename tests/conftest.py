@@ -12,9 +12,9 @@ import pytest
 
 from model_workers.recipes import RECIPES
 from model_workers.train import load_dataset, train
-from router.processes import ManagedProcess, free_port, http_ok, poll_until
-from router.redis_server import EmbeddedRedis
-from router.settings import Settings
+from router.core.settings import Settings
+from router.local.processes import ManagedProcess, free_port, http_ok, poll_until
+from router.local.redis_server import EmbeddedRedis
 
 SAMPLE_ROWS = 4000
 

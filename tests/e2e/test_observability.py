@@ -21,9 +21,9 @@ import httpx
 import pytest
 import yaml
 
-from router import keys
-from router.processes import ManagedProcess, free_port, http_ok, poll_until
-from router.redis_server import EmbeddedRedis
+from router.local.processes import ManagedProcess, free_port, http_ok, poll_until
+from router.local.redis_server import EmbeddedRedis
+from router.storage import keys
 from tests.config_refs import (
     ALERTS,
     all_expressions,

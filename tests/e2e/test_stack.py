@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from router.processes import ManagedProcess, free_port, poll_until
+from router.local.processes import ManagedProcess, free_port, poll_until
 from tests.conftest import canary_yaml, write_experiment
 
 

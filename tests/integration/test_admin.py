@@ -17,11 +17,11 @@ import redis
 import yaml
 from typer.testing import CliRunner
 
-from router import keys
 from router.cli import app as cli
-from router.experiments import parse_experiment
-from router.processes import poll_until
-from router.redis_server import EmbeddedRedis
+from router.config.experiments import parse_experiment
+from router.local.processes import poll_until
+from router.local.redis_server import EmbeddedRedis
+from router.storage import keys
 from tests.conftest import GatewayFactory, WorkerFactory, canary_yaml, write_experiment
 
 NAME = "ops-exp"

@@ -23,11 +23,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from model_workers.train import load_dataset
-from router import keys
 from router.cli import app as cli
-from router.processes import poll_until
-from router.redis_server import EmbeddedRedis
-from router.settings import Settings
+from router.core.settings import Settings
+from router.local.processes import poll_until
+from router.local.redis_server import EmbeddedRedis
+from router.storage import keys
 from tests.conftest import SAMPLE_ROWS, Gateway, GatewayFactory, WorkerFactory
 from tests.conftest import write_experiment as write
 

@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 
-from router import keys
-from router.deferred_feedback import BEHIND, UNREACHABLE
-from router.errors import Conflict
-from router.feedback import AppliedBefore, FeedbackInput, FeedbackWriter
-from router.metrics import DEFERRED_RESULTS, GatewayMetrics
-from router.processes import free_port
-from router.recording import RedisRecorder
-from router.redis_server import EmbeddedRedis
-from router.settings import Settings
+from router.core.errors import Conflict
+from router.core.metrics import DEFERRED_RESULTS, GatewayMetrics
+from router.core.settings import Settings
+from router.local.processes import free_port
+from router.local.redis_server import EmbeddedRedis
+from router.recording.feedback import AppliedBefore, FeedbackInput, FeedbackWriter
+from router.recording.feedback_service import BEHIND, UNREACHABLE
+from router.recording.recorder import RedisRecorder
+from router.storage import keys
 from tests.conftest import WorkerFactory, canary_yaml, write_experiment
 from tests.integration.test_recording import QUIET, gateway, make_outcome, sample, send, until
 

@@ -11,10 +11,10 @@ import pytest
 import redis
 from redis.exceptions import RedisError
 
-from router import keys
-from router.flags import CLEAR, FlagCache, FlagDefaults, FlagStore, connect
-from router.metrics import GatewayMetrics
-from router.redis_server import EmbeddedRedis
+from router.core.metrics import GatewayMetrics
+from router.flags.flags import CLEAR, FlagCache, FlagDefaults, FlagStore, connect
+from router.local.redis_server import EmbeddedRedis
+from router.storage import keys
 
 DB = 12  # a database of its own on the shared test server
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from scipy.stats import chisquare
 
-from router.processes import poll_until
+from router.local.processes import poll_until
 from tests.conftest import Gateway, GatewayFactory, WorkerFactory, canary_yaml, write_experiment
 from tests.support import assert_streamed_oversize_refused
 

@@ -21,13 +21,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from model_workers.train import load_dataset
-from router import keys
 from router.cli import app as cli
-from router.metrics import LATENCY_BUCKETS
-from router.processes import free_port, poll_until
-from router.redis_server import EmbeddedRedis
-from router.settings import Settings
-from router.stats import difference_test, quantiles_from_histogram, srm_check, wilson_interval
+from router.core.metrics import LATENCY_BUCKETS
+from router.core.settings import Settings
+from router.local.processes import free_port, poll_until
+from router.local.redis_server import EmbeddedRedis
+from router.reports.stats import (
+    difference_test,
+    quantiles_from_histogram,
+    srm_check,
+    wilson_interval,
+)
+from router.storage import keys
 from tests.conftest import SAMPLE_ROWS, Gateway, GatewayFactory, WorkerFactory, canary_yaml
 from tests.conftest import write_experiment as write
 

@@ -18,17 +18,17 @@ import httpx
 import pytest
 import redis
 
-from router import keys
-from router.app import create_app
-from router.errors import NotFound
-from router.feedback import FeedbackInput, FeedbackWriter
-from router.metrics import GatewayMetrics
-from router.outcomes import Outcome
-from router.processes import free_port
-from router.recording import RedisRecorder, encode_batch
-from router.redis_scripts import WRITE_EVENTS_LUA
-from router.redis_server import EmbeddedRedis
-from router.settings import Settings
+from router.core.errors import NotFound
+from router.core.metrics import GatewayMetrics
+from router.core.settings import Settings
+from router.gateway.app import create_app
+from router.local.processes import free_port
+from router.local.redis_server import EmbeddedRedis
+from router.recording.events import Outcome
+from router.recording.feedback import FeedbackInput, FeedbackWriter
+from router.recording.recorder import RedisRecorder, encode_batch
+from router.storage import keys
+from router.storage.scripts import WRITE_EVENTS_LUA
 from tests.conftest import WorkerFactory, canary_yaml, write_experiment
 
 

@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 
 from model_workers import registry
 from model_workers.train import load_dataset
-from router import keys
 from router.cli import app as cli
-from router.processes import free_port, poll_until
-from router.redis_server import EmbeddedRedis
-from router.settings import Settings
+from router.core.settings import Settings
+from router.local.processes import free_port, poll_until
+from router.local.redis_server import EmbeddedRedis
+from router.storage import keys
 from tests.conftest import SAMPLE_ROWS, Gateway, GatewayFactory, WorkerFactory, write_experiment
 
 FAST = {"TURNOUT_RECORDING_FLUSH_INTERVAL": "0.05", "TURNOUT_ACCESS_LOG": "false"}

@@ -9,7 +9,7 @@ import threading
 import httpx
 import pytest
 
-from router.processes import ManagedProcess, free_port, poll_until
+from router.local.processes import ManagedProcess, free_port, poll_until
 from tests.conftest import WorkerFactory
 from tests.support import assert_streamed_oversize_refused
 

@@ -13,17 +13,23 @@ from pydantic import ValidationError
 from rich.console import Console
 from scipy.stats import chisquare
 
-from router import keys
-from router.bandits import StickyArms
-from router.experiments import Experiment, parse_experiment
-from router.policies import POLICIES, build_policy, dry_run
-from router.policies.bandit import Bandit, Posteriors
-from router.policies.base import ArmStats, HeldArm, RoutingView
-from router.policies.thompson import thompson_table
-from router.posteriors import MemoryBanditStore, arm_stats, evidence_commands, parse_evidence
-from router.reports import BanditLive, Recorded, bandit_section, build_report, render_report
-from router.settings import Settings
-from router.stats import thompson_probabilities
+from router.bandit.evidence import MemoryBanditStore, arm_stats, evidence_commands, parse_evidence
+from router.bandit.runtime import StickyArms
+from router.config.experiments import Experiment, parse_experiment
+from router.core.settings import Settings
+from router.reports.experiment import (
+    BanditLive,
+    Recorded,
+    bandit_section,
+    build_report,
+    render_report,
+)
+from router.reports.stats import thompson_probabilities
+from router.routing.policies import POLICIES, build_policy, dry_run
+from router.routing.policies.bandit import Bandit, Posteriors
+from router.routing.policies.base import ArmStats, HeldArm, RoutingView
+from router.routing.policies.thompson import thompson_table
+from router.storage import keys
 
 ARMS = ("v1", "v2", "v3")
 

@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from model_workers.service import WorkerMetrics
-from router.metrics import GatewayMetrics
-from router.settings import Settings
-from router.stack import workers_needed
+from router.core.metrics import GatewayMetrics
+from router.core.settings import Settings
+from router.local.stack import workers_needed
 from tests.config_refs import (
     ALERTS,
     CONFIG,

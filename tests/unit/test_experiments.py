@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from router.errors import ConfigError
-from router.experiments import load_directory, parse_experiment
+from router.config.experiments import load_directory, parse_experiment
+from router.core.errors import ConfigError
 
 ALLOWED = ["127.0.0.1", "localhost"]
 GOOD = """\

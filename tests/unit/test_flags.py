@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from router.auth import AdminTokens
-from router.cli_admin import parse_label_map, read_rows
-from router.errors import ConfigError, InvalidInput
-from router.experiments import BlueGreenPolicy, Experiment, parse_experiment
-from router.flags import BUILTIN, ExperimentFlags, FlagDefaults, load_defaults
-from router.policies import build_policy
-from router.promotion import promoted_yaml, write_atomically
-from router.settings import PROJECT_ROOT
-from router.steering import resolve_variant, steer
+from router.admin.auth import AdminTokens
+from router.cli.operator import parse_label_map, read_rows
+from router.config.experiments import BlueGreenPolicy, Experiment, parse_experiment
+from router.config.rewrite import promoted_yaml, write_atomically
+from router.core.errors import ConfigError, InvalidInput
+from router.core.settings import PROJECT_ROOT
+from router.flags.flags import BUILTIN, ExperimentFlags, FlagDefaults, load_defaults
+from router.routing.policies import build_policy
+from router.routing.steering import resolve_variant, steer
 
 CANARY = """\
 # canary of v2

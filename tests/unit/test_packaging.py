@@ -24,8 +24,8 @@ import pytest
 import yaml
 
 from model_workers.recipes import RECIPES
-from router.experiments import load_directory, parse_experiment
-from router.settings import Settings
+from router.config.experiments import load_directory, parse_experiment
+from router.core.settings import Settings
 from tests.config_refs import (
     ROOT,
     CliMismatch,

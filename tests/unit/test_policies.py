@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import chisquare
 
-from router.experiments import Experiment, parse_experiment
-from router.policies import build_policy, dry_run
-from router.policies.base import EMPTY_VIEW
+from router.config.experiments import Experiment, parse_experiment
+from router.routing.policies import build_policy, dry_run
+from router.routing.policies.base import EMPTY_VIEW
 
 
 def experiment(
@@ -114,9 +114,9 @@ def test_same_variant_in_processes_with_different_hash_seeds() -> None:
     code = (
         "import json, random, sys\n"
         "from pathlib import Path\n"
-        "from router.experiments import parse_experiment\n"
-        "from router.policies import build_policy\n"
-        "from router.policies.base import EMPTY_VIEW\n"
+        "from router.config.experiments import parse_experiment\n"
+        "from router.routing.policies import build_policy\n"
+        "from router.routing.policies.base import EMPTY_VIEW\n"
         "exp = parse_experiment(sys.stdin.read(), Path('e.yaml')).experiment\n"
         "p = build_policy(exp)\n"
         "print(json.dumps([p.choose(f'user-{i}', random.Random(), EMPTY_VIEW).variant "

@@ -9,12 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router import keys
-from router.errors import InvalidInput
-from router.experiments import Experiment
-from router.feedback import parse_feedback
-from router.outcomes import Outcome
-from router.recording import (
+from router.config.experiments import Experiment
+from router.core.errors import InvalidInput
+from router.recording.events import Outcome
+from router.recording.feedback import parse_feedback
+from router.recording.recorder import (
     LATENCY_BOUNDS_MS,
     OutcomeBuffer,
     Pending,
@@ -28,7 +27,8 @@ from router.recording import (
     latency_field,
     stream_command,
 )
-from router.reports import Recorded, build_report, latency_buckets
+from router.reports.experiment import Recorded, build_report, latency_buckets
+from router.storage import keys
 
 
 def outcome(rid: str = "r1", **changes: Any) -> Outcome:

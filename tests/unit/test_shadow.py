@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from router.experiments import ShadowConfig
-from router.shadow import ShadowComparison, mirrored
+from router.config.experiments import ShadowConfig
+from router.gateway.mirror import ShadowComparison, mirrored
 
 
 def test_sampling_is_sticky_by_key_and_matches_the_rate() -> None:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scipy import integrate, special
 from scipy import stats as sps
 
-from router import stats
+from router.reports import stats
 
 Z95 = 1.959963984540054
 

@@ -11,8 +11,8 @@ import pytest
 from model_workers import registry
 from model_workers.recipes import RECIPES, normalize_tweet
 from model_workers.train import binary_label, load_dataset
-from router.errors import DatasetError, RegistryError
-from router.settings import Settings
+from router.core.errors import DatasetError, RegistryError
+from router.core.settings import Settings
 
 
 def test_label_mapping() -> None:

@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from router import hashing
-from router.errors import ConfigError
-from router.experiments import NAME, Experiment, parse_experiment
-from router.policies import build_policy
-from router.policies.base import EMPTY_VIEW, Decision
+from router.config.experiments import NAME, Experiment, parse_experiment
+from router.core.errors import ConfigError
+from router.routing.policies import build_policy
+from router.routing.policies.base import EMPTY_VIEW, Decision
 from tests.unit.test_hashing import (
     ANY_TEXT,
     KEYS,

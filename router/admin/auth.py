@@ -1,0 +1,84 @@
+"""Admin tokens: several named tokens, checked in constant time, never logged."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+
+from router.core.errors import ConfigError
+from router.core.settings import Settings
+
+
+class AdminTokens:
+    """Token name -> secret. Empty means the admin API is off (404), not open."""
+
+    def __init__(self, tokens: Mapping[str, str]) -> None:
+        bad = [name for name, token in tokens.items() if not name or not _usable(token)]
+        if bad:
+            raise ConfigError(
+                f"admin tokens must be non-empty and without whitespace: {', '.join(bad)}"
+            )
+        self._tokens = [(name, token.encode()) for name, token in tokens.items()]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._tokens)
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self._tokens]
+
+    def identify(self, authorization: str | None) -> str | None:
+        """The token's name for ``Authorization: Bearer <token>``, or None.
+
+        Every configured token is compared, whatever matched, so the time taken does not
+        say which one (or how much of one) was right.
+        """
+        if not authorization or not self._tokens:
+            return None
+        scheme, _, given = authorization.partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        candidate = given.strip().encode()
+        found: str | None = None
+        for name, token in self._tokens:
+            if hmac.compare_digest(candidate, token) and found is None:
+                found = name
+        return found
+
+    def __repr__(self) -> str:
+        return f"AdminTokens(names={self.names})"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AdminTokens:
+        inline = {name: t.get_secret_value() for name, t in settings.admin_tokens.items()}
+        return cls.load(inline, settings.admin_tokens_file)
+
+    @classmethod
+    def load(cls, inline: Mapping[str, str], path: Path | None) -> AdminTokens:
+        """Tokens from the setting and from a YAML or JSON file (name -> token)."""
+        tokens = dict(inline)
+        if path is not None:
+            try:
+                data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"{path}: unreadable admin tokens file: {exc}") from None
+            except yaml.YAMLError as exc:  # the message would quote the file: a secret
+                mark = getattr(exc, "problem_mark", None)
+                line = mark.line + 1 if mark is not None else "?"
+                raise ConfigError(f"{path}:{line}: admin tokens file is not valid YAML") from None
+            if data is None:
+                data = {}
+            if not isinstance(data, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+            ):
+                raise ConfigError(f"{path}: admin tokens file must map names to token strings")
+            tokens.update(data)
+        return cls(tokens)
+
+
+def _usable(token: str) -> bool:
+    return bool(token) and not any(c.isspace() for c in token)

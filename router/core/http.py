@@ -1,0 +1,118 @@
+"""HTTP plumbing shared by the gateway and the workers: bounded JSON bodies and error mapping."""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from router.core.errors import (
+    InvalidEncoding,
+    InvalidInput,
+    InvalidJSON,
+    PayloadTooLarge,
+    TurnoutError,
+    UnsupportedMediaType,
+)
+
+JSON_TYPE = "application/json"
+
+
+def json_response(
+    content: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    body = orjson.dumps(content)
+    return Response(body, status_code=status, media_type=JSON_TYPE, headers=headers)
+
+
+def error_body(code: str, detail: str) -> dict[str, str]:
+    return {"error": code, "detail": detail}
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """Read and decode a JSON body, refusing oversize bodies before they are read whole."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";", 1)[0].strip().lower() != JSON_TYPE:
+        raise UnsupportedMediaType(
+            f"content-type must be {JSON_TYPE}, got {content_type or 'none'!r}"
+        )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"body of {declared} bytes exceeds the limit of {max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"body exceeds the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidEncoding("body is not valid UTF-8") from None
+        raise InvalidJSON(f"body is not valid JSON: {exc}") from None
+
+
+def require_object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise InvalidInput("body must be a JSON object")
+    return body
+
+
+def check_text(value: Any, max_chars: int, field: str = "text") -> str:
+    """The input rules every predict route shares: a non-blank string of bounded length."""
+    if value is None:
+        raise InvalidInput(f"'{field}' is required")
+    if not isinstance(value, str):
+        raise InvalidInput(f"'{field}' must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise InvalidInput(f"'{field}' must not be empty or whitespace only")
+    if len(value) > max_chars:
+        raise InvalidInput(f"'{field}' has {len(value)} characters; the limit is {max_chars}")
+    return value
+
+
+def freeze_startup_objects() -> None:
+    """Move everything alive after start-up out of the collector's reach.
+
+    A full collection over the ~120k objects that imports leave behind takes ~70 ms here and
+    shows up as a p99 latency spike; frozen objects are never scanned again.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error to ``{"error", "detail"}`` with the right status, in one place."""
+
+    async def on_turnout_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, TurnoutError)
+        return json_response(error_body(exc.code, exc.detail), exc.status)
+
+    async def on_http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        code = codes.get(exc.status_code, "http_error")
+        detail = str(exc.detail) if exc.detail else code
+        return json_response(error_body(code, detail), exc.status_code)
+
+    async def on_validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        reasons = "; ".join(
+            f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}"
+            for err in exc.errors()
+        )
+        return json_response(error_body("invalid_input", reasons), 422)
+
+    app.add_exception_handler(TurnoutError, on_turnout_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)

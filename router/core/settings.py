@@ -1,0 +1,158 @@
+"""Every setting of every Turnout process, read from ``TURNOUT_*`` environment variables."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    """One settings class for the gateway, the workers, training and the CLI."""
+
+    model_config = SettingsConfigDict(env_prefix="TURNOUT_", extra="ignore", frozen=True)
+
+    # --- data and registry -------------------------------------------------------------
+    dataset: Path = PROJECT_ROOT.parent / "shared" / "data" / "davidson2017" / "labeled_data.csv"
+    """Davidson et al. 2017 labelled tweets (CSV) used by the training recipes."""
+    models_dir: Path = PROJECT_ROOT / "models"
+    """Model registry root: ``<models_dir>/<model>/<version>/{model.joblib,card.json}``."""
+    experiments_dir: Path = PROJECT_ROOT / "experiments"
+    """Folder of experiment YAML files, one experiment per file."""
+    state_dir: Path = PROJECT_ROOT / ".turnout"
+    """Where ``turnout up`` keeps the embedded Redis data and the processes' logs."""
+
+    # --- input limits (shared by gateway and workers) ----------------------------------
+    max_text_chars: int = Field(10_000, gt=0)
+    """Longest accepted ``text``, in characters."""
+    max_body_bytes: int = Field(1_048_576, gt=0)
+    """Largest accepted request body, in bytes; larger bodies get 413 before being read whole."""
+    max_batch: int = Field(64, gt=0)
+    """Most texts accepted by one ``POST /predict/batch``."""
+
+    # --- network -----------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    """Interface the gateway (and ``turnout up``'s processes) bind to."""
+    port: int = Field(8000, ge=0, le=65535)
+    """Gateway port."""
+    worker_base_port: int = Field(8101, ge=1, le=65535)
+    """First worker port of ``turnout up``; versions take consecutive ports in version order."""
+    allowed_hosts: list[str] = ["127.0.0.1", "localhost", "::1"]
+    """Hosts that experiment upstream URLs may point at (anything else is refused at load)."""
+    redis_url: str | None = None
+    """Redis to use; unset means an embedded redis-server started by ``turnout up``."""
+    redis_port: int = Field(6399, ge=1, le=65535)
+    """Port of the embedded redis-server that ``turnout up`` starts when no URL is set."""
+
+    # --- upstream calls ----------------------------------------------------------------
+    upstream_connect_timeout: float = Field(0.5, gt=0)
+    """Seconds allowed to open a connection to a worker."""
+    upstream_timeout: float = Field(5.0, gt=0)
+    """Seconds allowed for a whole worker call (connect, send, answer)."""
+    upstream_pool_size: int = Field(64, gt=0)
+    """Most open connections per upstream."""
+    breaker_failures: int = Field(5, gt=0)
+    """Consecutive failures that open an upstream's circuit breaker."""
+    breaker_reset_seconds: float = Field(5.0, gt=0)
+    """Seconds an open breaker waits before letting one half-open probe through."""
+    health_interval: float = Field(2.0, gt=0)
+    """Seconds between active ``/readyz`` checks of every upstream."""
+
+    # --- shadow mirroring --------------------------------------------------------------
+    shadow_timeout: float = Field(2.0, gt=0)
+    """Seconds allowed for one mirror call; a slower shadow counts as an error."""
+    shadow_max_in_flight: int = Field(64, gt=0)
+    """Most mirror calls running at once per gateway; past it, mirrors are dropped and counted."""
+
+    # --- experiments -------------------------------------------------------------------
+    reload_poll_interval: float = Field(1.0, gt=0)
+    """Seconds between polls of the experiments folder when file watching is unavailable."""
+    watch_files: bool = True
+    """Use filesystem notifications (watchfiles) for hot reload; polling is the fallback."""
+
+    # --- worker ------------------------------------------------------------------------
+    worker_fault_delay_ms: float = Field(0.0, ge=0)
+    """Fault injection for drills and tests: extra delay added to every worker prediction."""
+    worker_fault_status: int | None = Field(None, ge=500, le=599)
+    """Fault injection for drills and tests: answer every prediction with this 5xx status."""
+
+    # --- privacy and randomness ------------------------------------------------------
+    user_hash_salt: str = "turnout"
+    """Salt of the user-key hash stored in events (set a secret one per deployment)."""
+    seed: int | None = None
+    """Seed of the gateway's random number generator (unset: seeded from the OS)."""
+
+    # --- logging -----------------------------------------------------------------------
+    log_level: str = "INFO"
+    """Level of the structured JSON logs (DEBUG, INFO, WARNING, ERROR)."""
+    access_log: bool = True
+    """Write one JSON log line per request."""
+
+    # --- outcome recording, feedback and reports ---------------------------------------
+    redis_socket_timeout: float = Field(1.0, gt=0)
+    """Seconds one Redis command may take before it counts as failed (recording retries)."""
+    redis_connect_timeout: float = Field(0.5, gt=0)
+    """Seconds allowed to open a connection to Redis."""
+    recording_buffer_size: int = Field(100_000, ge=1)
+    """Most outcome events a replica holds while Redis is slow or down. When full, the oldest
+    event not being written is dropped and counted in ``turnout_events_dropped_total{reason=
+    "buffer_full"}``."""
+    recording_batch_size: int = Field(500, ge=1, le=5000)
+    """Most events written by one Redis call (one Lua script per batch)."""
+    recording_flush_interval: float = Field(0.1, gt=0)
+    """Seconds between background flushes (a full batch is flushed at once)."""
+    recording_retry_max: float = Field(2.0, gt=0)
+    """Longest wait, in seconds, between attempts to write to a Redis that failed."""
+    recording_shutdown_timeout: float = Field(5.0, gt=0)
+    """Seconds the final flush may take at shutdown; events still buffered then are dropped
+    (reason ``shutdown``)."""
+    recording_stream_maxlen: int = Field(100_000, ge=1)
+    """Approximate cap (``XADD MAXLEN ~``) of each experiment's event and feedback streams."""
+    attribution_ttl: int = Field(86_400, ge=1)
+    """Seconds a request's attribution is kept for ``POST /feedback`` (later feedback: 404)."""
+    feedback_flush_timeout: float = Field(2.0, gt=0)
+    """Seconds ``POST /feedback`` may wait to write the request's still-buffered outcome."""
+    feedback_queue_size: int = Field(10_000, ge=1)
+    """Most feedbacks a replica holds while Redis is unreachable (answered 202 ``queued``, then
+    applied exactly once, in order, when Redis is back). Past it ``POST /feedback`` answers 503
+    ``feedback_queue_full``; nothing accepted is dropped except what is still queued when the
+    shutdown drain (``recording_shutdown_timeout``) ends, counted in
+    ``turnout_feedback_deferred_total{result="shutdown"}``."""
+
+    # --- bandit ------------------------------------------------------------------------
+    bandit_prior: tuple[float, float] = (1.0, 1.0)
+    """Beta(alpha, beta) prior of every arm whose experiment names none (JSON, e.g. [1, 1])."""
+    bandit_refresh_interval: float = Field(1.0, gt=0)
+    """Seconds between refreshes of a replica's cached posteriors (and sticky arms) from Redis:
+    the bound on how stale the posterior a decision samples from is while Redis answers."""
+    bandit_sticky_ttl: float = Field(86_400.0, gt=0)
+    """Seconds a user stays on the arm first drawn for them (experiments with ``sticky``)."""
+    bandit_sticky_max: int = Field(1_000_000, ge=1)
+    """Most sticky users a replica keeps in memory; past it the oldest assignments go first."""
+
+    @field_validator("bandit_prior")
+    @classmethod
+    def _check_prior(cls, prior: tuple[float, float]) -> tuple[float, float]:
+        if not all(math.isfinite(x) and x > 0 for x in prior):
+            raise ValueError("bandit_prior alpha and beta must both be finite and > 0")
+        return prior
+
+    # --- flags and admin ---------------------------------------------------------------
+    flags_file: Path = PROJECT_ROOT / "config" / "flags.yaml"
+    """Flag defaults (YAML); Redis holds the overrides set through the admin API."""
+    flags_refresh_interval: float = Field(5.0, gt=0)
+    """Seconds between full refreshes of a replica's flag cache (changes also arrive by pub/sub)."""
+    audit_maxlen: int = Field(10_000, gt=0)
+    """Most audit events (flag changes, rollbacks, promotions) kept in the Redis stream."""
+    admin_tokens: dict[str, SecretStr] = {}
+    """Admin tokens as a JSON object, name -> token; with none at all the admin API is off."""
+    admin_tokens_file: Path | None = None
+    """YAML or JSON file of admin tokens (name -> token), merged with TURNOUT_ADMIN_TOKENS."""
+    admin_url: str = "http://127.0.0.1:8000"
+    """Gateway that the CLI's flags, rollback, promote, status and replay commands talk to."""
+    admin_token: SecretStr | None = None
+    """Token the CLI sends as ``Authorization: Bearer`` (or pass ``--token``)."""

@@ -1,0 +1,172 @@
+"""Shadow mirroring: copy sampled requests to shadow versions after the response, compare."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import orjson
+
+from router.config.experiments import ShadowConfig
+from router.core import logs
+from router.core.metrics import GatewayMetrics
+from router.hashing import turnout_unit
+from router.routing.table import Route
+from router.upstream.pool import UpstreamFailure
+
+log = logging.getLogger("turnout.shadow")
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowComparison:
+    """One mirrored request: the shadow's answer next to the primary's, or why there is none."""
+
+    request_id: str
+    experiment: str
+    config_version: str
+    primary: str
+    """The variant whose answer the client got."""
+    shadow: str
+    primary_label: object | None
+    primary_score: float | None
+    primary_latency_ms: float
+    shadow_label: object | None = None
+    shadow_score: float | None = None
+    shadow_latency_ms: float | None = None
+    error: str | None = None
+    """Why the shadow has no answer: ``error`` (it failed) or ``dropped:<reason>``."""
+    ts: float = 0.0
+
+    @property
+    def compared(self) -> bool:
+        return self.error is None
+
+    @property
+    def agree(self) -> bool:
+        return self.compared and self.primary_label == self.shadow_label
+
+    @property
+    def score_delta(self) -> float | None:
+        if self.shadow_score is None or self.primary_score is None:
+            return None
+        return self.shadow_score - self.primary_score
+
+
+class ShadowSink(Protocol):
+    def record_shadow(self, comparison: ShadowComparison) -> None:
+        """Accept a comparison without blocking; it is written later."""
+
+
+def mirrored(shadow: ShadowConfig, experiment: str, key: str | None, rng: random.Random) -> bool:
+    """Sticky by key (a user is always or never mirrored), by chance without one."""
+    if shadow.sample >= 1.0:
+        return True
+    if shadow.sample <= 0.0:
+        return False
+    if key is not None:
+        return turnout_unit(f"{experiment}\x1fshadow", key) < shadow.sample
+    return rng.random() < shadow.sample
+
+
+def _score(prediction: dict[str, Any]) -> float | None:
+    score = prediction.get("score")
+    return float(score) if isinstance(score, int | float) and not isinstance(score, bool) else None
+
+
+class ShadowMirror:
+    """Fire-and-forget mirror calls with a bound on how many run at once (past it: dropped)."""
+
+    def __init__(
+        self,
+        sink: ShadowSink,
+        metrics: GatewayMetrics,
+        max_in_flight: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.sink = sink
+        self.metrics = metrics
+        self.max_in_flight = max_in_flight
+        self.clock = clock
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def mirror(
+        self,
+        route: Route,
+        served: str,
+        key: str | None,
+        payload: bytes,
+        request_id: str,
+        prediction: dict[str, Any],
+        primary_latency_ms: float,
+        rng: random.Random,
+    ) -> None:
+        shadow = route.experiment.shadow
+        if shadow is None or not mirrored(shadow, route.name, key, rng):
+            return
+        for target in shadow.targets:
+            if target == served:  # a target that takes live traffic is only mirrored to
+                continue  # when the request went elsewhere
+            base = ShadowComparison(
+                request_id,
+                route.name,
+                route.config_version,
+                served,
+                target,
+                prediction.get("label"),
+                _score(prediction),
+                primary_latency_ms,
+                ts=self.clock(),
+            )
+            if len(self.tasks) >= self.max_in_flight:
+                self._give_up(base, "dropped:overloaded")
+                continue
+            task = asyncio.create_task(self._call(route, base, payload))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _call(self, route: Route, base: ShadowComparison, payload: bytes) -> None:
+        upstream = route.upstreams[base.shadow]
+        if upstream.healthy is False:
+            self._give_up(base, "dropped:unhealthy")
+            return
+        try:
+            response = await upstream.mirror(payload, base.request_id)
+            answer = orjson.loads(response.body) if response.status < 300 else None
+        except (UpstreamFailure, orjson.JSONDecodeError) as exc:
+            self.metrics.shadow_errors.labels(base.experiment, base.shadow).inc()
+            logs.event(log, "shadow_failed", logging.DEBUG, shadow=base.shadow, reason=str(exc))
+            self._give_up(base, "error")
+            return
+        if not isinstance(answer, dict):
+            self.metrics.shadow_errors.labels(base.experiment, base.shadow).inc()
+            self._give_up(base, "error")
+            return
+        comparison = replace(
+            base,
+            shadow_label=answer.get("label"),
+            shadow_score=_score(answer),
+            shadow_latency_ms=response.seconds * 1000.0,
+        )
+        labels = (base.experiment, base.primary, base.shadow)
+        self.metrics.shadow_comparisons.labels(*labels, str(comparison.agree).lower()).inc()
+        delta = comparison.score_delta
+        if delta is not None:
+            self.metrics.shadow_score_delta.labels(*labels).observe(delta)
+        self.sink.record_shadow(comparison)
+
+    def _give_up(self, base: ShadowComparison, reason: str) -> None:
+        if reason.startswith("dropped:"):
+            self.metrics.shadow_dropped.labels(reason.removeprefix("dropped:")).inc()
+        self.sink.record_shadow(replace(base, error=reason))
+
+    async def close(self, grace_seconds: float = 2.0) -> None:
+        """Let in-flight mirror calls finish for a moment, then cancel the rest."""
+        if self.tasks:
+            _, pending = await asyncio.wait(set(self.tasks), timeout=grace_seconds)
+            for task in pending:
+                task.cancel()

@@ -1,0 +1,115 @@
+"""Routes over recorded outcomes: ``POST /feedback`` and ``GET /experiments/{name}/report``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from fastapi import APIRouter, Request
+from redis.exceptions import RedisError
+from starlette.responses import Response
+
+from router.bandit.runtime import BanditRuntime
+from router.core import logs
+from router.core.errors import NotFound, Unavailable
+from router.core.http import json_response, read_json
+from router.core.metrics import GatewayMetrics
+from router.core.settings import Settings
+from router.recording.events import Recorder
+from router.recording.feedback import parse_feedback
+from router.recording.feedback_service import DeferredFeedback, Queued
+from router.recording.recorder import RedisRecorder
+from router.reports.experiment import BanditLive, build_report, read_recorded
+from router.reports.shadow import build_shadow_report, read_shadow
+from router.routing.table import ExperimentStore
+
+log = logging.getLogger("turnout.outcomes")
+
+
+def outcomes_router(
+    settings: Settings,
+    recorder: Recorder,
+    store: ExperimentStore,
+    metrics: GatewayMetrics,
+    clock: Callable[[], float],
+    bandits: BanditRuntime | None = None,
+    deferred: DeferredFeedback | None = None,
+) -> APIRouter:
+    """``deferred`` is the feedback path (``DeferredFeedback.for_recorder``), whose drain task
+    the app's lifespan starts and stops."""
+    router = APIRouter()
+    redis_recorder = recorder if isinstance(recorder, RedisRecorder) else None
+
+    def require_redis() -> RedisRecorder:
+        if redis_recorder is None:
+            raise Unavailable(
+                "outcomes are not recorded by this gateway: set TURNOUT_REDIS_URL",
+                code="recording_off",
+            )
+        return redis_recorder
+
+    def redis_down(exc: RedisError) -> Unavailable:
+        metrics.redis_up.set(0)
+        logs.event(log, "redis_read_failed", logging.WARNING, reason=type(exc).__name__)
+        return Unavailable(f"Redis is unreachable ({type(exc).__name__})", code="redis_unavailable")
+
+    @router.post("/feedback")
+    async def feedback(request: Request) -> Response:
+        feedback = parse_feedback(await read_json(request, settings.max_body_bytes))
+        require_redis()
+        assert deferred is not None
+        try:
+            credit = await deferred.accept(feedback)
+        except RedisError as exc:
+            raise redis_down(exc) from None
+        if isinstance(credit, Queued):
+            body = {"status": "queued", "request_id": credit.request_id, "detail": credit.detail}
+            return json_response(body, 202)
+        metrics.feedback.labels(credit.experiment, credit.version or "none").inc()
+        return json_response(
+            {
+                "status": "accepted",
+                "request_id": credit.request_id,
+                "experiment": credit.experiment,
+                "variant": credit.variant,
+                "credited_variant": credit.credited_variant,
+                "credited_version": credit.version,
+                "fallback": credit.fallback,
+                "reward": credit.reward,
+                "correct": credit.correct,
+                "bandit": credit.bandit,
+            }
+        )
+
+    @router.get("/experiments/{name}/report")
+    async def report(name: str) -> Response:
+        route = store.snapshot.routes.get(name)
+        if route is None:
+            raise NotFound(f"no experiment named {name!r} is loaded", code="unknown_experiment")
+        rec = require_redis()
+        experiment = route.experiment
+        try:
+            recorded = await read_recorded(
+                rec.redis, name, route.config_version, experiment.variants
+            )
+        except RedisError as exc:
+            raise redis_down(exc) from None
+        live = None
+        if bandits is not None:
+            live = BanditLive(settings.bandit_prior, bandits.status(route))
+        return json_response(
+            build_report(experiment, route.config_version, recorded, clock(), live)
+        )
+
+    @router.get("/experiments/{name}/shadow")
+    async def shadow(name: str) -> Response:
+        if name not in store.snapshot.routes:
+            raise NotFound(f"no experiment named {name!r} is loaded", code="unknown_experiment")
+        rec = require_redis()
+        try:
+            recorded = await read_shadow(rec.redis, name)
+        except RedisError as exc:
+            raise redis_down(exc) from None
+        return json_response(build_shadow_report(name, recorded))
+
+    return router

@@ -1,0 +1,129 @@
+"""``turnout up``: Redis, one worker per version the experiments name, and the gateway."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from router.config.experiments import load_directory
+from router.core.errors import ConfigError
+from router.core.settings import Settings
+from router.local.processes import ManagedProcess, http_ok, poll_until
+from router.local.redis_server import EmbeddedRedis
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    model: str
+    version: str
+    host: str
+    port: int
+
+
+def workers_needed(settings: Settings) -> list[WorkerSpec]:
+    """One worker per local upstream URL that the experiments name."""
+    report = load_directory(settings.experiments_dir, settings.allowed_hosts)
+    if report.errors:
+        raise ConfigError("; ".join(e.detail for e in report.errors.values()))
+    specs: dict[tuple[str, int], WorkerSpec] = {}
+    for loaded in report.experiments.values():
+        exp = loaded.experiment
+        for name, variant in exp.variants.items():
+            url = urlsplit(variant.url)
+            if url.hostname not in LOCAL_HOSTS or url.port is None:
+                continue
+            spec = WorkerSpec(exp.model, exp.version_of(name), url.hostname, url.port)
+            previous = specs.setdefault((url.hostname, url.port), spec)
+            if previous != spec:
+                raise ConfigError(
+                    f"{url.hostname}:{url.port} is named for both {previous.model} "
+                    f"{previous.version} and {spec.model} {spec.version}"
+                )
+    return sorted(specs.values(), key=lambda s: s.port)
+
+
+class Stack:
+    def __init__(self, settings: Settings, workdir: Path | None = None) -> None:
+        self.settings = settings
+        self.workdir = workdir or settings.state_dir
+        self.processes: list[ManagedProcess] = []
+        self.redis: EmbeddedRedis | None = None
+
+    def start(self, say: Callable[[str], object] = print) -> str:
+        settings = self.settings
+        specs = workers_needed(settings)
+        env: dict[str, str] = {}
+        redis_url = settings.redis_url
+        if redis_url is None:
+            self.redis = EmbeddedRedis(self.workdir / "redis", port=settings.redis_port).start()
+            redis_url = self.redis.url
+            say(f"redis ready at {redis_url} (embedded)")
+        env["TURNOUT_REDIS_URL"] = redis_url
+        logs = self.workdir / "logs"
+        for spec in specs:
+            argv = [sys.executable, "-m", "router", "worker", "--model", spec.model]
+            argv += ["--version", spec.version, "--port", str(spec.port), "--host", spec.host]
+            self.processes.append(
+                ManagedProcess(
+                    f"worker {spec.model} {spec.version}",
+                    argv,
+                    env=env,
+                    log_path=logs / f"worker-{spec.version}.log",
+                ).start()
+            )
+        for spec, proc in zip(specs, self.processes, strict=True):
+            self._wait(proc, f"http://{spec.host}:{spec.port}/readyz", 120)
+            say(f"worker {spec.model} {spec.version} ready at http://{spec.host}:{spec.port}")
+        gateway = ManagedProcess(
+            "gateway",
+            [sys.executable, "-m", "router", "gateway", "--port", str(settings.port)],
+            env=env,
+            log_path=logs / "gateway.log",
+        ).start()
+        self.processes.append(gateway)
+        url = f"http://{settings.host}:{settings.port}"
+        self._wait(gateway, f"{url}/readyz", 60)
+        say(f"gateway ready at {url}")
+        return url
+
+    def _wait(self, proc: ManagedProcess, url: str, timeout: float) -> None:
+        try:
+            poll_until(lambda: http_ok(url) or not proc.alive(), timeout, what=proc.name)
+        except TimeoutError:
+            raise RuntimeError(f"{proc.name} did not become ready; see {proc.log_path}") from None
+        if not proc.alive():
+            tail = proc.output()[-2000:]
+            raise RuntimeError(f"{proc.name} exited during start-up:\n{tail}")
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+        self.processes.clear()
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis = None
+
+    def watch(self, say: Callable[[str], object] = print) -> None:
+        """Block until Ctrl-C / SIGTERM, reporting children that exit on their own."""
+        stopping = False
+
+        def on_signal(signum: int, _: object) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        reported: set[str] = set()
+        while not stopping:
+            for proc in self.processes:
+                if not proc.alive() and proc.name not in reported:
+                    reported.add(proc.name)
+                    say(f"{proc.name} exited (code {proc.proc and proc.proc.returncode})")
+            time.sleep(0.2)

@@ -1,0 +1,261 @@
+"""``POST /feedback``: exactly once per request id, credited to the variant that answered."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from router.bandit.evidence import BanditTarget, evidence_commands
+from router.core.errors import Conflict, InvalidInput, NotFound
+from router.recording.recorder import label_type
+from router.storage import keys
+from router.storage.scripts import ACCEPT_FEEDBACK_LUA, Command, KeyTable, as_text_dict, dumps
+
+# The gateway's rule for X-Request-Id (router.app imports this module, so it is not imported).
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+FIELDS = frozenset({"request_id", "reward", "label"})
+LABEL_TYPES = (str, int, float, bool)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackInput:
+    request_id: str
+    reward: float | None
+    label: str | int | float | bool | None
+    """Set when the feedback is a true label (then the reward is whether the served one matched)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    request_id: str
+    experiment: str
+    variant: str
+    """The variant the policy chose."""
+    credited_variant: str
+    """The variant that answered, which the feedback is credited to."""
+    version: str | None
+    reward: float
+    fallback: bool
+    correct: bool | None
+    bandit: str | None = None
+    """``updated`` when the reward went into the bandit posterior of the credited arm,
+    ``frozen`` when the frozen flag held it back, None when the credited variant is no arm."""
+
+
+class AppliedBefore(Conflict):
+    """This very feedback (same token) was applied by an earlier attempt whose reply was lost."""
+
+    def __init__(self, request_id: str, experiment: str, version: str | None) -> None:
+        super().__init__(
+            f"feedback for request {request_id!r} was applied by an earlier attempt",
+            code="duplicate",
+        )
+        self.experiment = experiment
+        self.version = version
+
+
+def parse_feedback(body: Any) -> FeedbackInput:
+    """Validate a feedback body; every refusal is a 422 naming the field."""
+    if not isinstance(body, dict):
+        raise InvalidInput("body must be a JSON object")
+    unknown = sorted(set(body) - FIELDS)
+    if unknown:
+        raise InvalidInput(f"unknown fields: {', '.join(map(repr, unknown))}")
+    request_id = body.get("request_id")
+    if request_id is None:
+        raise InvalidInput("'request_id' is required")
+    if not isinstance(request_id, str) or not REQUEST_ID.match(request_id):
+        raise InvalidInput("'request_id' must be 1-128 characters of [A-Za-z0-9._:-]")
+    has_reward, has_label = "reward" in body, "label" in body
+    if has_reward == has_label:
+        raise InvalidInput("give exactly one of 'reward' (a number in [0, 1]) or 'label'")
+    if has_reward:
+        reward = body["reward"]
+        if isinstance(reward, bool) or not isinstance(reward, int | float):
+            raise InvalidInput("'reward' must be a number in [0, 1]")
+        if not (math.isfinite(reward) and 0.0 <= reward <= 1.0):
+            raise InvalidInput(f"'reward' must be in [0, 1], got {reward!r}")
+        return FeedbackInput(request_id, float(reward), None)
+    label = body["label"]
+    if not isinstance(label, LABEL_TYPES):
+        raise InvalidInput("'label' must be a string, a number or a boolean")
+    return FeedbackInput(request_id, None, label)
+
+
+class FeedbackWriter:
+    """Checks and writes feedback against the attribution the recorder stored in Redis."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        stream_maxlen: int,
+        bandit: Callable[[str], BanditTarget | None] | None = None,
+    ) -> None:
+        self.redis = client
+        self.stream_maxlen = stream_maxlen
+        self.bandit = bandit
+        """The bandit experiment's arms by name (None: not a bandit, as loaded here)."""
+        self._script = client.register_script(ACCEPT_FEEDBACK_LUA)
+
+    async def accept(
+        self, feedback: FeedbackInput, now: float, feedback_token: str | None = None
+    ) -> Credit:
+        """Credit ``feedback`` exactly once. ``feedback_token`` names this very feedback across
+        retries (the deferred queue's): it is stored with it, so a retry whose first attempt did
+        apply raises ``AppliedBefore`` instead of counting as someone else's duplicate."""
+        rid = feedback.request_id
+        attribution = as_text_dict(await self.redis.hgetall(keys.request(rid)))
+        token = attribution.get(keys.TOKEN)
+        if token is None:
+            raise NotFound(
+                f"no recorded request {rid!r}: unknown, older than the attribution TTL, or "
+                "served by another replica moments ago (retry shortly)",
+                code="unknown_request",
+            )
+        answered = attribution.get("served_variant")
+        if answered is None:
+            raise NotFound(
+                f"request {rid!r} got no prediction, so there is nothing to credit",
+                code="no_prediction",
+            )
+        if keys.FEEDBACK_REWARD in attribution:
+            if (
+                feedback_token is not None
+                and attribution.get(keys.FEEDBACK_TOKEN) == feedback_token
+            ):
+                raise AppliedBefore(rid, attribution["experiment"], attribution.get("version"))
+            raise Conflict(f"feedback for request {rid!r} was already accepted", code="duplicate")
+        correct = None
+        if feedback.label is not None:
+            served_type = attribution.get("label_type")
+            if served_type is None:
+                raise InvalidInput(f"request {rid!r} was answered without a label to compare")
+            if label_type(feedback.label) != served_type:
+                raise InvalidInput(
+                    f"'label' must be of the served label's type ({served_type}), "
+                    f"got {label_type(feedback.label)}"
+                )
+            correct = dumps(feedback.label) == attribution.get("label")
+            reward = 1.0 if correct else 0.0
+        else:
+            assert feedback.reward is not None
+            reward = feedback.reward
+        experiment = attribution["experiment"]
+        commands = self._commands(rid, attribution, answered, reward, feedback.label, correct, now)
+        if feedback_token is not None:
+            commands.append(("HSET", keys.request(rid), (keys.FEEDBACK_TOKEN, feedback_token)))
+        table = KeyTable()
+        table.ref(keys.request(rid))
+        args = [token, repr(reward), dumps(table.encode(commands))]
+        target = self.bandit(experiment) if self.bandit else None
+        if target is not None and answered in target.arms:
+            # The arm that answered: after a fallback the control, never the arm that failed.
+            update = {
+                "k": table.ref(keys.FLAGS),
+                "f": keys.flag_field(experiment, "frozen"),
+                "d": "true" if target.frozen_default else "false",
+                "c": table.encode(evidence_commands(experiment, answered, reward)),
+            }
+            args.append(dumps(update))
+        result = await self._script(keys=table.keys, args=args)
+        if result == "missing":
+            raise NotFound(f"request {rid!r} expired meanwhile", code="unknown_request")
+        if result == "duplicate":
+            if (
+                feedback_token is not None
+                and await self.redis.hget(keys.request(rid), keys.FEEDBACK_TOKEN) == feedback_token
+            ):
+                raise AppliedBefore(rid, experiment, attribution.get("version"))
+            raise Conflict(f"feedback for request {rid!r} was already accepted", code="duplicate")
+        return Credit(
+            rid,
+            experiment,
+            attribution["variant"],
+            answered,
+            attribution.get("version"),
+            reward,
+            attribution.get("fallback") == "1",
+            correct,
+            None if len(args) == 3 else ("frozen" if result == "frozen" else "updated"),
+        )
+
+    def _commands(
+        self,
+        rid: str,
+        attribution: dict[str, str],
+        answered: str,
+        reward: float,
+        label: object | None,
+        correct: bool | None,
+        now: float,
+    ) -> list[Command]:
+        experiment = attribution["experiment"]
+        counters = keys.counters(experiment, answered)
+        commands: list[Command] = [
+            ("HINCRBY", counters, (keys.FEEDBACK_N, "1")),
+            ("HINCRBYFLOAT", counters, (keys.FEEDBACK_SUM, repr(reward))),
+            ("HINCRBYFLOAT", counters, (keys.FEEDBACK_SUMSQ, repr(reward * reward))),
+            ("HSET", keys.request(rid), ("fb_ts", repr(now))),
+        ]
+        if reward in (0.0, 1.0):
+            commands.append(("HINCRBY", counters, (keys.FEEDBACK_BINARY, "1")))
+        propensity = float(attribution.get("propensity", "0"))
+        if answered == attribution["variant"] and propensity > 0:
+            # Inverse-propensity sums on the chosen arm, when that arm produced the reward.
+            commands += [
+                ("HINCRBY", counters, (keys.IPW_N, "1")),
+                ("HINCRBYFLOAT", counters, (keys.IPW_SUM, repr(reward / propensity))),
+                ("HINCRBYFLOAT", counters, (keys.IPW_WEIGHT, repr(1.0 / propensity))),
+            ]
+        event = {
+            "request_id": rid,
+            "variant": attribution["variant"],
+            "credited_variant": answered,
+            "reward": repr(reward),
+            "fallback": attribution.get("fallback", "0"),
+            "ts": repr(now),
+        }
+        if "version" in attribution:
+            event["version"] = attribution["version"]
+        if correct is not None:
+            commands.append(("HINCRBY", counters, (keys.FEEDBACK_LABELLED, "1")))
+            commands.append(("HINCRBY", counters, (keys.FEEDBACK_CORRECT, "1" if correct else "0")))
+            event["label"] = dumps(label)
+            event["correct"] = "1" if correct else "0"
+            commands += self._shadow_accuracy(attribution, experiment, answered, label, correct)
+        flat = tuple(item for pair in event.items() for item in pair)
+        commands.append(
+            (
+                "XADD",
+                keys.feedback(experiment),
+                ("MAXLEN", "~", str(self.stream_maxlen), "*", *flat),
+            )
+        )
+        return commands
+
+    @staticmethod
+    def _shadow_accuracy(
+        attribution: dict[str, str], experiment: str, answered: str, label: object, correct: bool
+    ) -> list[Command]:
+        """Score every shadow that answered this request against the same true label."""
+        commands: list[Command] = []
+        truth = dumps(label)
+        for field, shadow_label in attribution.items():
+            if not field.startswith(keys.SHADOW_LABEL):
+                continue
+            pair = keys.shadow_counters(experiment, answered, field.removeprefix(keys.SHADOW_LABEL))
+            commands += [
+                ("HINCRBY", pair, (keys.SHADOW_FEEDBACK_N, "1")),
+                ("HINCRBY", pair, (keys.SHADOW_PRIMARY_CORRECT, "1" if correct else "0")),
+                (
+                    "HINCRBY",
+                    pair,
+                    (keys.SHADOW_SHADOW_CORRECT, "1" if shadow_label == truth else "0"),
+                ),
+            ]
+        return commands

@@ -1,0 +1,260 @@
+"""Feedback accepted while Redis is unreachable: a bounded in-process queue, applied later.
+
+``POST /feedback`` tries Redis first. When Redis cannot be reached (a connection error, a
+timeout or a "busy" reply, never a refusal by the feedback rules) a valid feedback joins this
+queue and is answered 202 ``queued``; past ``feedback_queue_size`` it is answered 503
+``feedback_queue_full`` and counted, never dropped silently. A background task applies the
+queue in order, each feedback only once the recorder has written its request's outcome
+(``flush_through``: while Redis is down that outcome may still wait in the recorder's buffer),
+through the same ``FeedbackWriter.accept`` as the route: a duplicate or an unknown request id
+is refused by the same rules and counted, and a bandit posterior is updated inside the same
+script. While Redis stays down the task backs off (``recording_flush_interval`` doubling up to
+``recording_retry_max``, with jitter). At shutdown the queue gets ``recording_shutdown_timeout``
+to drain; what is left is counted as lost.
+
+Every queued feedback ends in exactly one result of ``turnout_feedback_deferred_total``:
+queued = applied + duplicate + unknown + invalid + error + shutdown + ``turnout_feedback_queued``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+from router.bandit.runtime import BanditRuntime
+from router.core import logs
+from router.core.errors import Conflict, InvalidInput, NotFound, Unavailable
+from router.core.metrics import GatewayMetrics
+from router.core.settings import Settings
+from router.recording.events import Recorder
+from router.recording.feedback import AppliedBefore, Credit, FeedbackInput, FeedbackWriter
+from router.recording.recorder import RedisRecorder, is_transient
+
+log = logging.getLogger("turnout.feedback")
+
+UNREACHABLE = "Redis is unreachable; the feedback will be applied exactly once when it is back"
+BEHIND = (
+    "an earlier feedback for this request is still queued; this one is checked after it, "
+    "by the same exactly-once rule"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """The answer to a feedback that was queued instead of applied (HTTP 202)."""
+
+    request_id: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    feedback: FeedbackInput
+    received: float
+    """When the gateway accepted it: the feedback's timestamp once applied."""
+    token: str
+    """Stored with the feedback, so a retry after a lost reply knows it was applied."""
+
+
+class DeferredFeedback:
+    """Applies feedback now, or queues it while Redis is unreachable and applies it later."""
+
+    def __init__(
+        self,
+        writer: FeedbackWriter,
+        recorder: RedisRecorder,
+        settings: Settings,
+        metrics: GatewayMetrics,
+        clock: Callable[[], float],
+    ) -> None:
+        self.writer = writer
+        self.recorder = recorder
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
+        self.capacity = settings.feedback_queue_size
+        self._queue: deque[Deferred] = deque()
+        self._ids: dict[str, int] = {}
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._jitter = random.Random()
+        self._replica = uuid.uuid4().hex[:12]
+        self._seq = 0
+
+    @classmethod
+    def for_recorder(
+        cls,
+        settings: Settings,
+        recorder: Recorder,
+        metrics: GatewayMetrics,
+        clock: Callable[[], float],
+        bandits: BanditRuntime | None = None,
+    ) -> DeferredFeedback | None:
+        """The feedback path of a gateway that records to Redis; None when it does not."""
+        if not isinstance(recorder, RedisRecorder):
+            return None
+        target = bandits.target if bandits else None
+        writer = FeedbackWriter(recorder.redis, settings.recording_stream_maxlen, target)
+        return cls(writer, recorder, settings, metrics, clock)
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def holds(self, request_id: str) -> bool:
+        return request_id in self._ids
+
+    # --- the route ----------------------------------------------------------------------
+    async def accept(self, feedback: FeedbackInput) -> Credit | Queued:
+        """Apply ``feedback`` now, or queue it when Redis cannot be reached. Raises the
+        writer's refusals (404, 409, 422), 503 when the queue is full, and a ``RedisError``
+        that is no connection trouble (Redis refused the script)."""
+        token = self._next_token()
+        if self.holds(feedback.request_id):
+            # The first feedback sent for a request must be the one that counts.
+            return self._put(Deferred(feedback, self.clock(), token), BEHIND)
+        try:
+            await self.recorder.flush_through(feedback.request_id)
+            return await self.writer.accept(feedback, self.clock(), token)
+        except Unavailable as exc:  # the request's outcome could not be written first
+            reason = exc.detail
+        except RedisError as exc:
+            if not is_transient(exc):
+                raise
+            reason = f"{type(exc).__name__}: {exc}"
+        self.metrics.redis_up.set(0)
+        return self._put(Deferred(feedback, self.clock(), token), UNREACHABLE, reason)
+
+    def _put(self, item: Deferred, detail: str, reason: str | None = None) -> Queued:
+        rid = item.feedback.request_id
+        if len(self._queue) >= self.capacity:
+            self.metrics.feedback_deferred.labels("refused_full").inc()
+            logs.event(
+                log, "feedback_queue_full", logging.WARNING, request_id=rid, queued=len(self)
+            )
+            raise Unavailable(
+                f"Redis is unreachable and the deferred-feedback queue is full ({self.capacity} "
+                "feedbacks wait, TURNOUT_FEEDBACK_QUEUE_SIZE): this feedback was not accepted; "
+                "send it again later",
+                code="feedback_queue_full",
+            )
+        if not self._queue:
+            logs.event(log, "feedback_deferred", logging.WARNING, request_id=rid, reason=reason)
+        self._queue.append(item)
+        self._ids[rid] = self._ids.get(rid, 0) + 1
+        self.metrics.feedback_deferred.labels("queued").inc()
+        self.metrics.feedback_queued.set(len(self._queue))
+        self._wake.set()
+        return Queued(rid, detail)
+
+    def _next_token(self) -> str:
+        self._seq += 1
+        return f"{self._replica}:{self._seq}"
+
+    # --- applying the queue -------------------------------------------------------------
+    async def apply_next(self) -> bool:
+        """Apply the oldest queued feedback; False while Redis is unreachable (it stays first)."""
+        async with self._lock:
+            if not self._queue:
+                return True
+            item = self._queue[0]
+            rid = item.feedback.request_id
+            detail = None
+            try:
+                await self.recorder.flush_through(rid)
+                credit = await self.writer.accept(item.feedback, item.received, item.token)
+            except Unavailable:
+                return False
+            except RedisError as exc:
+                if is_transient(exc):
+                    self.metrics.redis_up.set(0)
+                    return False
+                result, detail = "error", f"{type(exc).__name__}: {exc}"
+            except AppliedBefore as exc:  # the reply of an earlier attempt was lost
+                result = "applied"
+                self.metrics.feedback.labels(exc.experiment, exc.version or "none").inc()
+            except Conflict as exc:
+                result, detail = "duplicate", exc.detail
+            except NotFound as exc:
+                result, detail = "unknown", exc.detail
+            except InvalidInput as exc:
+                result, detail = "invalid", exc.detail
+            except Exception as exc:  # a bug must not hold the queue behind it for good
+                result, detail = "error", repr(exc)
+            else:
+                result = "applied"
+                self.metrics.feedback.labels(credit.experiment, credit.version or "none").inc()
+            self._pop()
+            self.metrics.feedback_deferred.labels(result).inc()
+            if result != "error":
+                self.metrics.redis_up.set(1)
+            if detail is not None:
+                level = logging.ERROR if result == "error" else logging.WARNING
+                logs.event(
+                    log,
+                    "deferred_feedback_refused",
+                    level,
+                    request_id=rid,
+                    result=result,
+                    detail=detail,
+                )
+            if not self._queue:
+                logs.event(log, "feedback_queue_drained")
+            return True
+
+    def _pop(self) -> None:
+        rid = self._queue.popleft().feedback.request_id
+        left = self._ids[rid] - 1
+        if left:
+            self._ids[rid] = left
+        else:
+            del self._ids[rid]
+        self.metrics.feedback_queued.set(len(self._queue))
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="turnout-feedback-drain")
+
+    async def close(self) -> None:
+        """Stop the task, apply what is queued within the recorder's shutdown timeout, count
+        the rest (call it before the recorder closes its Redis client)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        try:
+            async with asyncio.timeout(self.settings.recording_shutdown_timeout):
+                while self._queue:
+                    if not await self.apply_next():
+                        await asyncio.sleep(0.05)
+        except TimeoutError:
+            pass
+        lost = len(self._queue)
+        if lost:
+            self._queue.clear()
+            self._ids.clear()
+            self.metrics.feedback_deferred.labels("shutdown").inc(lost)
+            self.metrics.feedback_queued.set(0)
+            logs.event(log, "deferred_feedback_lost_at_shutdown", logging.ERROR, feedbacks=lost)
+
+    async def _run(self) -> None:
+        interval = self.settings.recording_flush_interval
+        backoff = interval
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                if await self.apply_next():
+                    backoff = interval
+                    continue
+                # Exponential backoff with jitter, so replicas do not reconnect in lockstep.
+                await asyncio.sleep(backoff * (0.5 + self._jitter.random()))
+                backoff = min(backoff * 2.0, self.settings.recording_retry_max)

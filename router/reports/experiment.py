@@ -1,0 +1,457 @@
+"""Per-variant experiment reports, computed from the counters the recorder keeps in Redis.
+
+``read_recorded`` is the only I/O (one consistent MULTI snapshot); ``build_report`` is pure, so
+every number can be recomputed from the same Redis data by anyone. Rows are per variant (the unit
+of weights and of the control); each row names the model version the variant serves. A quantity
+the data cannot define yet (a rate of nothing) is ``None``; counts start at zero.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from rich.console import Console
+from rich.table import Table
+
+from router.bandit.evidence import arm_stats, parse_evidence
+from router.config.experiments import BanditPolicy, Experiment
+from router.recording.recorder import LATENCY_BOUNDS_MS
+from router.reports.stats import (
+    beta_summary,
+    difference_test,
+    mean_interval,
+    quantiles_from_histogram,
+    srm_check,
+    thompson_probabilities,
+    wilson_interval,
+)
+from router.storage import keys
+from router.storage.scripts import as_text_dict, text
+
+SRM_ALPHA = 0.001
+QUANTILES = (0.5, 0.95, 0.99)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What Redis holds for one experiment."""
+
+    counters: dict[str, dict[str, str]]
+    """Variant -> its counter hash."""
+    assigned_now: dict[str, int]
+    """Variant -> assignments under the configuration in force."""
+    bandit: dict[str, str] = field(default_factory=dict)
+    """The experiment's bandit evidence hash (empty unless it ran as a bandit)."""
+
+
+@dataclass(frozen=True)
+class BanditLive:
+    """What the answering replica adds to a bandit report: the default prior and its cache."""
+
+    default_prior: tuple[float, float]
+    status: dict[str, Any]
+    """``BanditRuntime.status``: posterior age, refresh interval, current traffic share."""
+
+
+async def read_recorded(
+    client: aioredis.Redis, experiment: str, config_version: str, configured: Iterable[str]
+) -> Recorded:
+    seen = {text(v) for v in await client.smembers(keys.variants(experiment))}
+    names = sorted(set(configured) | seen)
+    async with client.pipeline(transaction=True) as pipe:
+        for name in names:
+            pipe.hgetall(keys.counters(experiment, name))
+        pipe.hgetall(keys.assigned(experiment, config_version))
+        pipe.hgetall(keys.bandit(experiment))
+        replies = await pipe.execute()
+    counters = {name: as_text_dict(reply) for name, reply in zip(names, replies, strict=False)}
+    assigned = {k: int(v) for k, v in as_text_dict(replies[-2]).items()}
+    return Recorded(counters, assigned, as_text_dict(replies[-1]))
+
+
+class _Hash:
+    def __init__(self, raw: dict[str, str]) -> None:
+        self.raw = raw
+
+    def int(self, field: str) -> int:
+        return int(self.raw.get(field, "0"))
+
+    def float(self, field: str) -> float:
+        return float(self.raw.get(field, "0"))
+
+
+def _ratio(part: float, whole: float) -> float | None:
+    return part / whole if whole else None
+
+
+def latency_buckets(raw: dict[str, str]) -> tuple[list[float], list[int]]:
+    """Upper bounds (ms, ``inf`` last) and cumulative counts of a variant's latency buckets."""
+    return dense_buckets(raw, keys.LATENCY_BUCKET, LATENCY_BOUNDS_MS)
+
+
+def dense_buckets(
+    raw: dict[str, str], prefix: str, bounds: Iterable[float]
+) -> tuple[list[float], list[int]]:
+    """Every bucket of ``bounds`` (and ``+Inf``), empty ones included: Redis keeps only the
+    buckets that were hit, and interpolating from a sparse list would move quantiles."""
+    counts = {
+        float(field.removeprefix(prefix)): int(count)
+        for field, count in raw.items()
+        if field.startswith(prefix)
+    }
+    full = sorted({*bounds, math.inf, *counts})
+    cumulative: list[int] = []
+    for bound in full:
+        cumulative.append(counts.get(bound, 0) + (cumulative[-1] if cumulative else 0))
+    return full, cumulative
+
+
+def variant_row(
+    name: str, experiment: Experiment, raw: dict[str, str], total: int
+) -> dict[str, Any]:
+    h = _Hash(raw)
+    assigned = h.int(keys.ASSIGNED)
+    bounds, cumulative = latency_buckets(raw)
+    p50, p95, p99 = quantiles_from_histogram(bounds, cumulative, QUANTILES)
+    labelled = h.int(keys.LABELLED)
+    scored = h.int(keys.SCORED)
+    fb_n = h.int(keys.FEEDBACK_N)
+    fb_sum = h.float(keys.FEEDBACK_SUM)
+    binary = fb_n > 0 and h.int(keys.FEEDBACK_BINARY) == fb_n
+    if binary:
+        interval = wilson_interval(min(float(round(fb_sum)), fb_n), fb_n)
+    else:
+        interval = mean_interval(fb_sum, h.float(keys.FEEDBACK_SUMSQ), fb_n)
+    fb_labelled = h.int(keys.FEEDBACK_LABELLED)
+    correct = h.int(keys.FEEDBACK_CORRECT)
+    accuracy_interval = wilson_interval(correct, fb_labelled) if fb_labelled else None
+    labels = {
+        field.removeprefix(keys.LABEL): int(count)
+        for field, count in sorted(raw.items())
+        if field.startswith(keys.LABEL)
+    }
+    return {
+        "variant": name,
+        "version": experiment.version_of(name) if name in experiment.variants else None,
+        "control": name == experiment.control,
+        "configured": name in experiment.variants,
+        "weight_pct": experiment.configured_weights().get(name, 0.0),
+        "assigned": assigned,
+        "share_pct": 100.0 * assigned / total if total else 0.0,
+        "served": h.int(keys.SERVED),
+        "errors": h.int(keys.ERRORS),
+        "error_rate": _ratio(h.int(keys.ERRORS), assigned),
+        "fallbacks": h.int(keys.FALLBACKS),
+        "fallback_rate": _ratio(h.int(keys.FALLBACKS), assigned),
+        "rejected": h.int(keys.REJECTED),
+        "latency_ms": {
+            "mean": _ratio(h.float(keys.LATENCY_SUM), assigned),
+            "p50": p50,
+            "p95": p95,
+            "p99": p99,
+        },
+        "predictions": h.int(keys.PREDICTIONS),
+        "labelled": labelled,
+        "positive": h.int(keys.POSITIVE),
+        "positive_rate": _ratio(h.int(keys.POSITIVE), labelled),
+        "labels": labels,
+        "scored": scored,
+        "mean_score": _ratio(h.float(keys.SCORE_SUM), scored),
+        "feedback": {
+            "count": fb_n,
+            "mean_reward": _ratio(fb_sum, fb_n),
+            "interval": list(interval) if interval else None,
+            "interval_method": "wilson" if binary else "t",
+            "labelled": fb_labelled,
+            "correct": correct,
+            "accuracy": _ratio(correct, fb_labelled),
+            "accuracy_interval": list(accuracy_interval) if accuracy_interval else None,
+        },
+    }
+
+
+def _sums(raw: dict[str, str], metric: str) -> tuple[float, float, float]:
+    """(sum, sum of squares, n) of a per-request metric, for ``difference_test``."""
+    h = _Hash(raw)
+    if metric == "reward":
+        return h.float(keys.FEEDBACK_SUM), h.float(keys.FEEDBACK_SUMSQ), h.int(keys.FEEDBACK_N)
+    part, whole = {
+        "accuracy": (keys.FEEDBACK_CORRECT, keys.FEEDBACK_LABELLED),
+        "positive_rate": (keys.POSITIVE, keys.LABELLED),
+        "error_rate": (keys.ERRORS, keys.ASSIGNED),
+    }[metric]
+    count = h.int(part)
+    return count, count, h.int(whole)  # 0/1 values: the sum of squares is the sum
+
+
+COMPARED = ("reward", "accuracy", "positive_rate", "error_rate")
+
+
+def build_report(
+    experiment: Experiment,
+    config_version: str,
+    recorded: Recorded,
+    generated_at: float,
+    live: BanditLive | None = None,
+) -> dict[str, Any]:
+    configured = list(experiment.variants)
+    others = sorted(set(recorded.counters) - set(configured))
+    order = [experiment.control] + [v for v in configured if v != experiment.control] + others
+    counters = {name: recorded.counters.get(name, {}) for name in order}
+    total = sum(_Hash(raw).int(keys.ASSIGNED) for raw in counters.values())
+    rows = [variant_row(name, experiment, counters[name], total) for name in order]
+    control = counters[experiment.control]
+    comparisons = []
+    for name in order[1:]:
+        item: dict[str, Any] = {"variant": name, "control": experiment.control}
+        for metric in COMPARED:
+            item[metric] = difference_test(*_sums(control, metric), *_sums(counters[name], metric))
+        comparisons.append(item)
+    return {
+        "experiment": experiment.name,
+        "model": experiment.model,
+        "policy": experiment.policy.kind,
+        "control": experiment.control,
+        "config_version": config_version,
+        "generated_at": generated_at,
+        "totals": {
+            "assigned": total,
+            "served": sum(r["served"] for r in rows),
+            "errors": sum(r["errors"] for r in rows),
+            "fallbacks": sum(r["fallbacks"] for r in rows),
+            "feedback": sum(r["feedback"]["count"] for r in rows),
+        },
+        "variants": rows,
+        "srm": srm(experiment, config_version, recorded.assigned_now),
+        "comparisons": comparisons,
+        "bandit": bandit_section(experiment, recorded, live),
+    }
+
+
+def bandit_section(
+    experiment: Experiment, recorded: Recorded, live: BanditLive | None
+) -> dict[str, Any] | None:
+    """Posterior per arm from the evidence in Redis, with what the policy did with it.
+
+    ``expected_regret`` is pulls x (best posterior mean - the arm's); ``ipw_mean`` is
+    sum(reward / propensity) over feedback on requests the arm was chosen for and answered,
+    divided by all such feedback (every arm); ``snipw_mean`` divides by sum(1 / propensity)
+    instead. ``naive_mean`` is the plain mean of the feedback credited to the arm.
+    """
+    policy = experiment.policy
+    if not isinstance(policy, BanditPolicy):
+        return None
+    prior = policy.prior or (live.default_prior if live else (1.0, 1.0))
+    evidence = parse_evidence(recorded.bandit)
+    posteriors = arm_stats(evidence, policy.arms, prior)
+    params = {arm: (s.alpha, s.beta) for arm, s in posteriors.items()}
+    best = thompson_probabilities({arm: params[arm] for arm in policy.arms})
+    means = {arm: a / (a + b) for arm, (a, b) in params.items()}
+    top = max(means[arm] for arm in policy.arms)
+    counters = {arm: _Hash(recorded.counters.get(arm, {})) for arm in posteriors}
+    ipw_total = sum(_Hash(raw).int(keys.IPW_N) for raw in recorded.counters.values())
+    share = live.status["traffic_share"] if live else {}
+    arms = []
+    for arm, stats in posteriors.items():
+        h = counters[arm]
+        pulls = h.int(keys.ASSIGNED)
+        ipw_sum, ipw_weight = h.float(keys.IPW_SUM), h.float(keys.IPW_WEIGHT)
+        arms.append(
+            {
+                "arm": arm,
+                "sampled": arm in policy.arms,
+                **beta_summary(stats.alpha, stats.beta),
+                "rewards": stats.rewards,
+                "prob_best": best.get(arm),
+                "traffic_share": share.get(arm),
+                "pulls": pulls,
+                "sticky_pulls": h.int(keys.STICKY),
+                "expected_regret": pulls * max(0.0, top - means[arm]),
+                "naive_mean": _ratio(h.float(keys.FEEDBACK_SUM), h.int(keys.FEEDBACK_N)),
+                "ipw_mean": _ratio(ipw_sum, ipw_total),
+                "snipw_mean": _ratio(ipw_sum, ipw_weight),
+                "ipw_feedback": h.int(keys.IPW_N),
+            }
+        )
+    posterior = None
+    if live is not None:
+        posterior = {k: v for k, v in live.status.items() if k != "traffic_share"}
+    return {
+        "prior": list(prior),
+        "min_share": policy.min_share,
+        "warmup": policy.warmup,
+        "sticky": policy.sticky is not None,
+        "arms": arms,
+        "expected_regret": sum(a["expected_regret"] for a in arms),
+        "pulls": sum(a["pulls"] for a in arms),
+        "sticky_pulls": sum(a["sticky_pulls"] for a in arms),
+        "posterior": posterior,
+    }
+
+
+def srm(experiment: Experiment, config_version: str, observed: dict[str, int]) -> dict[str, Any]:
+    """Chi-square of assignments under the configuration in force against its weights."""
+    if isinstance(experiment.policy, BanditPolicy):
+        return {
+            "checked": False,
+            "reason": "a bandit's traffic shares follow its rewards, not fixed weights",
+        }
+    weights = experiment.configured_weights()
+    result = srm_check(observed, weights, alpha=SRM_ALPHA)
+    return {
+        "checked": True,
+        "config_version": config_version,
+        "observed": {name: observed.get(name, 0) for name in sorted(set(weights) | set(observed))},
+        "weights_pct": weights,
+        "alpha": SRM_ALPHA,
+        **result,
+    }
+
+
+# --- rendering (CLI) ------------------------------------------------------------------------
+
+
+def _fmt(value: Any, spec: str = ".3f") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "-"
+    return format(value, spec)
+
+
+def _interval(pair: list[float] | None) -> str:
+    return "-" if pair is None else f"[{pair[0]:.3f}, {pair[1]:.3f}]"
+
+
+def render_report(console: Console, report: dict[str, Any]) -> None:
+    console.print(
+        f"[bold]{report['experiment']}[/bold] (model {report['model']}, policy "
+        f"{report['policy']}, control {report['control']}, config {report['config_version']})",
+        highlight=False,
+    )
+    traffic = Table(
+        "variant",
+        "version",
+        "weight %",
+        "share %",
+        "assigned",
+        "served",
+        "errors",
+        "fallbacks",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        title="traffic",
+    )
+    outcomes = Table(
+        "variant",
+        "positive rate",
+        "mean score",
+        "feedback",
+        "mean reward [95%]",
+        "accuracy [95%]",
+        title="outcomes",
+    )
+    for row in report["variants"]:
+        fb = row["feedback"]
+        lat = row["latency_ms"]
+        name = row["variant"] + (" (control)" if row["control"] else "")
+        traffic.add_row(
+            name,
+            row["version"] or "-",
+            _fmt(row["weight_pct"], "g"),
+            _fmt(row["share_pct"], ".1f"),
+            str(row["assigned"]),
+            str(row["served"]),
+            str(row["errors"]),
+            str(row["fallbacks"]),
+            _fmt(lat["p50"], ".1f"),
+            _fmt(lat["p95"], ".1f"),
+            _fmt(lat["p99"], ".1f"),
+        )
+        outcomes.add_row(
+            name,
+            _fmt(row["positive_rate"]),
+            _fmt(row["mean_score"]),
+            str(fb["count"]),
+            f"{_fmt(fb['mean_reward'])} {_interval(fb['interval'])}",
+            f"{_fmt(fb['accuracy'])} {_interval(fb['accuracy_interval'])}",
+        )
+    console.print(traffic)
+    console.print(outcomes)
+    check = report["srm"]
+    if not check["checked"]:
+        console.print(f"sample ratio: not checked ({check['reason']})", highlight=False)
+    else:
+        verdict = "[red]MISMATCH[/red]" if check["mismatch"] else "[green]ok[/green]"
+        console.print(
+            f"sample ratio: {verdict} (chi2 {_fmt(check['chi2'])}, df {check['df']}, "
+            f"p {_fmt(check['p_value'], '.3g')}, flagged below {check['alpha']}; "
+            f"observed {orjson.dumps(check['observed']).decode()})",
+            highlight=False,
+        )
+    if report["comparisons"]:
+        diff = Table(
+            "variant vs control", *COMPARED, title="difference from control [95%], two-sided p"
+        )
+        for item in report["comparisons"]:
+            cells = []
+            for metric in COMPARED:
+                d = item[metric]
+                cells.append(
+                    f"{_fmt(d['difference'], '+.3f')} {_interval(d['interval'])} "
+                    f"p={_fmt(d['p_value'], '.3g')}"
+                )
+            diff.add_row(f"{item['variant']} - {item['control']}", *cells)
+        console.print(diff)
+    if report.get("bandit"):
+        render_bandit(console, report["bandit"])
+
+
+def render_bandit(console: Console, section: dict[str, Any]) -> None:
+    table = Table(
+        "arm",
+        "alpha",
+        "beta",
+        "mean [95%]",
+        "P(best)",
+        "share now",
+        "pulls",
+        "sticky",
+        "regret",
+        "naive mean",
+        "IPW",
+        "SNIPW",
+        title="bandit posteriors",
+    )
+    for arm in section["arms"]:
+        name = arm["arm"] + ("" if arm["sampled"] else " (not an arm now)")
+        table.add_row(
+            name,
+            _fmt(arm["alpha"], ".1f"),
+            _fmt(arm["beta"], ".1f"),
+            f"{_fmt(arm['mean'])} {_interval(arm['interval'])}",
+            _fmt(arm["prob_best"]),
+            _fmt(arm["traffic_share"]),
+            str(arm["pulls"]),
+            str(arm["sticky_pulls"]),
+            _fmt(arm["expected_regret"], ".1f"),
+            _fmt(arm["naive_mean"]),
+            _fmt(arm["ipw_mean"]),
+            _fmt(arm["snipw_mean"]),
+        )
+    console.print(table)
+    posterior = section.get("posterior") or {}
+    age = posterior.get("age_seconds")
+    console.print(
+        f"expected regret so far {section['expected_regret']:.1f}; "
+        f"{section['sticky_pulls']} of {section['pulls']} assignments sticky; posterior age "
+        f"{_fmt(age, '.1f')} s (refreshed every {_fmt(posterior.get('refresh_interval'), 'g')} s, "
+        f"Redis {posterior.get('redis', '-')})",
+        highlight=False,
+    )

@@ -1,0 +1,177 @@
+"""Shadow-vs-primary comparison report, computed from the counters the recorder keeps in Redis.
+
+``read_shadow`` is the only I/O (one MULTI snapshot); ``build_shadow_report`` is pure, so every
+number can be recomputed from the same Redis data. One row per (primary, shadow) pair: the
+primary is the variant whose answer the client got on the mirrored requests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from rich.console import Console
+from rich.table import Table
+
+from router.core.metrics import SCORE_DELTA_BUCKETS
+from router.recording.recorder import LATENCY_BOUNDS_MS
+from router.reports.experiment import dense_buckets
+from router.reports.stats import mcnemar, mean_interval, quantiles_from_histogram, wilson_interval
+from router.storage import keys
+from router.storage.scripts import as_text_dict, text
+
+RECENT_DISAGREEMENTS = 10
+
+
+@dataclass(frozen=True)
+class ShadowRecorded:
+    pairs: dict[tuple[str, str], dict[str, str]]
+    """(primary, shadow) -> its counter hash."""
+    disagreements: list[dict[str, str]]
+    """The most recent disagreements, newest first."""
+
+
+async def read_shadow(client: aioredis.Redis, experiment: str) -> ShadowRecorded:
+    members = sorted(text(m) for m in await client.smembers(keys.shadow_pairs(experiment)))
+    pairs = [tuple(m.split("|", 1)) for m in members if "|" in m]
+    async with client.pipeline(transaction=True) as pipe:
+        for primary, shadow in pairs:
+            pipe.hgetall(keys.shadow_counters(experiment, primary, shadow))
+        pipe.xrevrange(keys.disagreements(experiment), count=RECENT_DISAGREEMENTS)
+        replies = await pipe.execute()
+    counters = {(p, s): as_text_dict(reply) for (p, s), reply in zip(pairs, replies, strict=False)}
+    recent = [as_text_dict(fields) for _, fields in replies[-1]]
+    return ShadowRecorded(counters, recent)
+
+
+def confusion(raw: dict[str, str]) -> dict[str, dict[str, int]]:
+    """Primary label -> shadow label -> count (labels as their JSON text)."""
+    table: dict[str, dict[str, int]] = {}
+    for field, count in raw.items():
+        if field.startswith(keys.SHADOW_CONFUSION):
+            primary, shadow = field.removeprefix(keys.SHADOW_CONFUSION).split("|", 1)
+            table.setdefault(primary, {})[shadow] = int(count)
+    return {p: dict(sorted(row.items())) for p, row in sorted(table.items())}
+
+
+def _int(raw: dict[str, str], field: str) -> int:
+    return int(raw.get(field, "0"))
+
+
+def _float(raw: dict[str, str], field: str) -> float:
+    return float(raw.get(field, "0"))
+
+
+def pair_row(primary: str, shadow: str, raw: dict[str, str]) -> dict[str, Any]:
+    pairs = _int(raw, keys.SHADOW_PAIRS)
+    agree = _int(raw, keys.SHADOW_AGREE)
+    table = confusion(raw)
+    binary = {*table, *(s for row in table.values() for s in row)} <= {"0", "1"}
+    positive_primary = sum(table.get("1", {}).values())
+    positive_shadow = sum(row.get("1", 0) for row in table.values())
+    n_delta = _int(raw, keys.SHADOW_DELTA_N)
+    delta_sum = _float(raw, keys.SHADOW_DELTA_SUM)
+    delta_bounds, delta_cumulative = dense_buckets(
+        raw, keys.SHADOW_DELTA_BUCKET, SCORE_DELTA_BUCKETS
+    )
+    p5, p50, p95 = quantiles_from_histogram(delta_bounds, delta_cumulative, (0.05, 0.5, 0.95))
+    primary_latency = quantiles_from_histogram(
+        *dense_buckets(raw, keys.SHADOW_PRIMARY_LATENCY, LATENCY_BOUNDS_MS), (0.5, 0.99)
+    )
+    shadow_latency = quantiles_from_histogram(
+        *dense_buckets(raw, keys.SHADOW_SHADOW_LATENCY, LATENCY_BOUNDS_MS), (0.5, 0.99)
+    )
+    fb_n = _int(raw, keys.SHADOW_FEEDBACK_N)
+    primary_correct = _int(raw, keys.SHADOW_PRIMARY_CORRECT)
+    shadow_correct = _int(raw, keys.SHADOW_SHADOW_CORRECT)
+    interval = wilson_interval(agree, pairs)
+    return {
+        "primary": primary,
+        "shadow": shadow,
+        "pairs": pairs,
+        "agreement": agree / pairs if pairs else None,
+        "agreement_interval": list(interval) if interval else None,
+        "confusion": table,
+        "positive_rate": {
+            "primary": positive_primary / pairs if pairs and binary else None,
+            "shadow": positive_shadow / pairs if pairs and binary else None,
+        },
+        "mcnemar": mcnemar(table.get("1", {}).get("0", 0), table.get("0", {}).get("1", 0))
+        if binary
+        else None,
+        "score_delta": {
+            "n": n_delta,
+            "mean": delta_sum / n_delta if n_delta else None,
+            "interval": _listed(
+                mean_interval(delta_sum, _float(raw, keys.SHADOW_DELTA_SUMSQ), n_delta)
+            ),
+            "p5": p5,
+            "p50": p50,
+            "p95": p95,
+            "buckets": list(SCORE_DELTA_BUCKETS),
+        },
+        "latency_ms": {
+            "primary": {"p50": primary_latency[0], "p99": primary_latency[1]},
+            "shadow": {"p50": shadow_latency[0], "p99": shadow_latency[1]},
+        },
+        "shadow_errors": _int(raw, keys.SHADOW_ERRORS),
+        "shadow_dropped": _int(raw, keys.SHADOW_DROPPED),
+        "labelled_feedback": {
+            "n": fb_n,
+            "primary_accuracy": primary_correct / fb_n if fb_n else None,
+            "shadow_accuracy": shadow_correct / fb_n if fb_n else None,
+        },
+    }
+
+
+def _listed(pair: tuple[float, float] | None) -> list[float] | None:
+    return list(pair) if pair else None
+
+
+def build_shadow_report(experiment: str, recorded: ShadowRecorded) -> dict[str, Any]:
+    return {
+        "experiment": experiment,
+        "pairs": [pair_row(p, s, raw) for (p, s), raw in sorted(recorded.pairs.items())],
+        "recent_disagreements": recorded.disagreements,
+    }
+
+
+def _fmt(value: Any, spec: str = ".3f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def render_shadow_report(console: Console, report: dict[str, Any]) -> None:
+    table = Table(title=f"shadow comparison: {report['experiment']}")
+    for column in ("primary", "shadow", "pairs", "agree", "95% CI", "McNemar p"):
+        table.add_column(column)
+    for column in ("delta mean", "p5/p50/p95", "p50 ms (p/s)", "p99 ms (p/s)", "err/drop"):
+        table.add_column(column)
+    table.add_column("acc (p/s)")
+    for row in report["pairs"]:
+        ci = row["agreement_interval"]
+        delta = row["score_delta"]
+        lat = row["latency_ms"]
+        fb = row["labelled_feedback"]
+        table.add_row(
+            row["primary"],
+            row["shadow"],
+            str(row["pairs"]),
+            _fmt(row["agreement"]),
+            "-" if ci is None else f"{ci[0]:.3f}-{ci[1]:.3f}",
+            _fmt(row["mcnemar"]["p_value"] if row["mcnemar"] else None, ".3g"),
+            _fmt(delta["mean"], "+.3f"),
+            "/".join(_fmt(delta[q], "+.2f") for q in ("p5", "p50", "p95")),
+            f"{_fmt(lat['primary']['p50'], '.1f')}/{_fmt(lat['shadow']['p50'], '.1f')}",
+            f"{_fmt(lat['primary']['p99'], '.1f')}/{_fmt(lat['shadow']['p99'], '.1f')}",
+            f"{row['shadow_errors']}/{row['shadow_dropped']}",
+            f"{_fmt(fb['primary_accuracy'])}/{_fmt(fb['shadow_accuracy'])} (n={fb['n']})",
+        )
+    console.print(table)
+    for row in report["pairs"]:
+        console.print(
+            f"confusion {row['primary']} (rows) x {row['shadow']} (columns): "
+            f"{orjson.dumps(row['confusion']).decode()}",
+            highlight=False,
+        )

@@ -1,0 +1,137 @@
+"""The Redis client and the two Lua scripts that write outcomes and feedback atomically.
+
+Both scripts apply a list of plain commands built in Python (so the key layout and the field
+semantics stay in ``router.keys`` and the Python encoders) behind a guard evaluated inside Redis:
+a request's attribution hash. Keys are passed in ``KEYS``; each command names its key by index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from router.storage import keys
+
+Command = tuple[str, str, tuple[str, ...]]
+"""One Redis command: (name, key, arguments as strings)."""
+
+_APPLY = """
+local function apply(commands)
+  for _, c in ipairs(commands) do
+    local argv = {c[1], KEYS[c[2]]}
+    for j = 3, #c do argv[#argv + 1] = c[j] end
+    redis.call(unpack(argv))
+  end
+end
+"""
+
+WRITE_EVENTS_LUA = (
+    _APPLY
+    + """
+-- ARGV[1]: JSON {e = events {g = guard key index, t = token, a = attribution fields},
+-- x = guard TTL, c = the batch's commands (stream entries, summed counters)}.
+-- All or nothing: if any event's guard already exists, nothing is written. Returns
+-- {applied, status per event}: 1 new, 2 written before with the same token (a retried
+-- batch), 3 the guard holds another token (the request id was used twice).
+local batch = cjson.decode(ARGV[1])
+local statuses = {}
+local clash = false
+for i, e in ipairs(batch.e) do
+  local seen = redis.call('HGET', KEYS[e.g], '"""
+    + keys.TOKEN
+    + """')
+  if not seen then
+    statuses[i] = 1
+  else
+    clash = true
+    statuses[i] = (seen == e.t) and 2 or 3
+  end
+end
+if clash then return {0, unpack(statuses)} end
+for _, e in ipairs(batch.e) do
+  redis.call('HSET', KEYS[e.g], '"""
+    + keys.TOKEN
+    + """', e.t, unpack(e.a))
+  redis.call('EXPIRE', KEYS[e.g], batch.x)
+end
+apply(batch.c)
+return {1, unpack(statuses)}
+"""
+)
+
+ACCEPT_FEEDBACK_LUA = (
+    _APPLY
+    + """
+-- KEYS[1]: the request's attribution hash. ARGV[1]: the token read with it (so an id that
+-- expired and was reused in between is not credited to the new request), ARGV[2]: the reward,
+-- ARGV[3]: JSON commands. Optional ARGV[4]: JSON {k = index of the flags hash, f = the
+-- experiment's frozen-flag field, d = its default as JSON, c = commands applied only while the
+-- flag is not true (the bandit posterior update), read here so a freeze holds at once on every
+-- replica. Returns 'ok', 'frozen' (credited, posterior left alone), 'missing' or 'duplicate'.
+if redis.call('HGET', KEYS[1], '"""
+    + keys.TOKEN
+    + """') ~= ARGV[1] then return 'missing' end
+if redis.call('HSETNX', KEYS[1], '"""
+    + keys.FEEDBACK_REWARD
+    + """', ARGV[2]) == 0 then return 'duplicate' end
+apply(cjson.decode(ARGV[3]))
+if ARGV[4] then
+  local bandit = cjson.decode(ARGV[4])
+  if (redis.call('HGET', KEYS[bandit.k], bandit.f) or bandit.d) == 'true' then return 'frozen' end
+  apply(bandit.c)
+end
+return 'ok'
+"""
+)
+
+# Error replies that mean "try again later", as opposed to a script or data error.
+TRANSIENT_REPLIES = ("BUSY", "LOADING", "OOM", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+
+
+class KeyTable:
+    """Keys of one script call, each listed once; commands refer to them by 1-based index."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def ref(self, key: str) -> int:
+        index = self._index.get(key)
+        if index is None:
+            self.keys.append(key)
+            index = self._index[key] = len(self.keys)
+        return index
+
+    def encode(self, commands: Sequence[Command]) -> list[list[Any]]:
+        return [[name, self.ref(key), *args] for name, key, args in commands]
+
+
+def dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def connect(url: str, socket_timeout: float, connect_timeout: float) -> aioredis.Redis:
+    """A client that fails fast: no silent retries, since callers buffer or answer 503."""
+    client: aioredis.Redis = aioredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=connect_timeout,
+        retry=Retry(NoBackoff(), 0),
+        client_name="turnout-gateway",
+    )
+    return client
+
+
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def as_text_dict(raw: dict[bytes | str, bytes | str]) -> dict[str, str]:
+    """A hash reply as ``str -> str`` (the client decodes, but its types cannot say so)."""
+    return {text(k): text(v) for k, v in raw.items()}
