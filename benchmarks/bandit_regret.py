@@ -32,9 +32,9 @@ import numpy as np
 
 from router.bandit.evidence import MemoryBanditStore, evidence_commands
 from router.bandit.runtime import BanditRuntime
-from router.config.experiments import LoadedExperiment, parse_experiment
+from router.config.loader import LoadedExperiment, parse_experiment
 from router.core.settings import Settings
-from router.flags.flags import ExperimentFlags
+from router.flags.values import ExperimentFlags
 from router.routing.policies import build_policy
 from router.routing.table import Route
 

@@ -2,7 +2,7 @@
 in-process store of the same interface for simulations.
 
 Per experiment one hash holds, per arm, fractional successes ``s``, failures ``f`` and the
-count ``n`` of rewards (``router.keys``); the feedback Lua script adds to it atomically and
+count ``n`` of rewards (``router.storage.keys``); the feedback Lua script adds to it atomically and
 exactly once per request id. The prior is not stored: Beta(prior_alpha + s, prior_beta + f).
 """
 
@@ -16,7 +16,8 @@ import redis.asyncio as aioredis
 
 from router.routing.policies.base import ArmStats
 from router.storage import keys
-from router.storage.scripts import Command, as_text_dict, text
+from router.storage.codec import as_text_dict, text
+from router.storage.scripts import Command
 
 StreamEntry = tuple[str, dict[str, str]]
 """A stream entry: its id and fields."""

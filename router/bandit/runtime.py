@@ -36,12 +36,12 @@ from router.config.experiments import BanditPolicy, Experiment
 from router.core import logs
 from router.core.metrics import GatewayMetrics
 from router.core.settings import Settings
-from router.flags.flags import ExperimentFlags, FlagCache
+from router.flags.cache import FlagCache
+from router.flags.values import ExperimentFlags
 from router.routing.policies.bandit import Bandit, Posteriors
 from router.routing.policies.base import Decision, HeldArm, RoutingView
-from router.routing.table import ExperimentStore, Route
-from router.storage import scripts as redis_scripts
-from router.upstream.pool import BreakerState, Upstream
+from router.routing.table import Route, RouteTable
+from router.storage.client import connect
 
 log = logging.getLogger("turnout.bandit")
 
@@ -51,20 +51,9 @@ PRIME_SECONDS = 2.0
 
 
 def unavailable(route: Route) -> frozenset[str]:
-    """Variants known to be down: unhealthy, or breaker open and still cooling down (once the
-    cooldown is over the arm may be drawn again, so the breaker gets its probe)."""
-    down = [v for v, u in route.upstreams.items() if _down(u)]
+    """Variants known to be down right now (a bandit does not draw them)."""
+    down = [v for v, u in route.upstreams.items() if u.down()]
     return frozenset(down) if down else frozenset()
-
-
-def _down(upstream: Upstream) -> bool:
-    if upstream.healthy is False:
-        return True
-    breaker = upstream.breaker
-    return (
-        breaker.state is BreakerState.OPEN
-        and breaker.clock() - breaker.opened_at < breaker.reset_seconds
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,17 +158,14 @@ class BanditRuntime:
     def from_settings(
         cls,
         settings: Settings,
-        experiments: ExperimentStore,
+        experiments: RouteTable,
         flags: FlagCache,
         metrics: GatewayMetrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> BanditRuntime:
         store = None
         if settings.redis_url:
-            client = redis_scripts.connect(
-                settings.redis_url, settings.redis_socket_timeout, settings.redis_connect_timeout
-            )
-            store = RedisBanditStore(client)
+            store = RedisBanditStore(connect(settings))
         return cls(
             store,
             lambda: experiments.snapshot.routes,

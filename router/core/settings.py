@@ -152,7 +152,7 @@ class Settings(BaseSettings):
     """Admin tokens as a JSON object, name -> token; with none at all the admin API is off."""
     admin_tokens_file: Path | None = None
     """YAML or JSON file of admin tokens (name -> token), merged with TURNOUT_ADMIN_TOKENS."""
-    admin_url: str = "http://127.0.0.1:8000"
-    """Gateway that the CLI's flags, rollback, promote, status and replay commands talk to."""
+    admin_url: str | None = None
+    """Gateway every ``turnout`` command talks to (unset: http://TURNOUT_HOST:TURNOUT_PORT)."""
     admin_token: SecretStr | None = None
     """Token the CLI sends as ``Authorization: Bearer`` (or pass ``--token``)."""

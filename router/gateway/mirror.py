@@ -7,7 +7,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
 import orjson
@@ -16,45 +16,12 @@ from router.config.experiments import ShadowConfig
 from router.core import logs
 from router.core.metrics import GatewayMetrics
 from router.hashing import turnout_unit
+from router.recording.events import ShadowComparison
 from router.routing.table import Route
+from router.upstream.answer import score_of
 from router.upstream.pool import UpstreamFailure
 
 log = logging.getLogger("turnout.shadow")
-
-
-@dataclass(frozen=True, slots=True)
-class ShadowComparison:
-    """One mirrored request: the shadow's answer next to the primary's, or why there is none."""
-
-    request_id: str
-    experiment: str
-    config_version: str
-    primary: str
-    """The variant whose answer the client got."""
-    shadow: str
-    primary_label: object | None
-    primary_score: float | None
-    primary_latency_ms: float
-    shadow_label: object | None = None
-    shadow_score: float | None = None
-    shadow_latency_ms: float | None = None
-    error: str | None = None
-    """Why the shadow has no answer: ``error`` (it failed) or ``dropped:<reason>``."""
-    ts: float = 0.0
-
-    @property
-    def compared(self) -> bool:
-        return self.error is None
-
-    @property
-    def agree(self) -> bool:
-        return self.compared and self.primary_label == self.shadow_label
-
-    @property
-    def score_delta(self) -> float | None:
-        if self.shadow_score is None or self.primary_score is None:
-            return None
-        return self.shadow_score - self.primary_score
 
 
 class ShadowSink(Protocol):
@@ -71,11 +38,6 @@ def mirrored(shadow: ShadowConfig, experiment: str, key: str | None, rng: random
     if key is not None:
         return turnout_unit(f"{experiment}\x1fshadow", key) < shadow.sample
     return rng.random() < shadow.sample
-
-
-def _score(prediction: dict[str, Any]) -> float | None:
-    score = prediction.get("score")
-    return float(score) if isinstance(score, int | float) and not isinstance(score, bool) else None
 
 
 class ShadowMirror:
@@ -118,7 +80,7 @@ class ShadowMirror:
                 served,
                 target,
                 prediction.get("label"),
-                _score(prediction),
+                score_of(prediction),
                 primary_latency_ms,
                 ts=self.clock(),
             )
@@ -149,7 +111,7 @@ class ShadowMirror:
         comparison = replace(
             base,
             shadow_label=answer.get("label"),
-            shadow_score=_score(answer),
+            shadow_score=score_of(answer),
             shadow_latency_ms=response.seconds * 1000.0,
         )
         labels = (base.experiment, base.primary, base.shadow)

@@ -15,13 +15,13 @@ from router.core.errors import NotFound, Unavailable
 from router.core.http import json_response, read_json
 from router.core.metrics import GatewayMetrics
 from router.core.settings import Settings
-from router.recording.events import Recorder
 from router.recording.feedback import parse_feedback
-from router.recording.feedback_service import DeferredFeedback, Queued
-from router.recording.recorder import RedisRecorder
-from router.reports.experiment import BanditLive, build_report, read_recorded
-from router.reports.shadow import build_shadow_report, read_shadow
-from router.routing.table import ExperimentStore
+from router.recording.feedback_service import FeedbackService, Queued
+from router.recording.recorder import Recorder, RedisRecorder
+from router.reports.experiment import BanditLive, build_report
+from router.reports.reads import read_recorded, read_shadow
+from router.reports.shadow import build_shadow_report
+from router.routing.table import RouteTable
 
 log = logging.getLogger("turnout.outcomes")
 
@@ -29,14 +29,14 @@ log = logging.getLogger("turnout.outcomes")
 def outcomes_router(
     settings: Settings,
     recorder: Recorder,
-    store: ExperimentStore,
+    table: RouteTable,
     metrics: GatewayMetrics,
     clock: Callable[[], float],
     bandits: BanditRuntime | None = None,
-    deferred: DeferredFeedback | None = None,
+    feedback_service: FeedbackService | None = None,
 ) -> APIRouter:
-    """``deferred`` is the feedback path (``DeferredFeedback.for_recorder``), whose drain task
-    the app's lifespan starts and stops."""
+    """``feedback_service`` is the feedback path (``FeedbackService.for_recorder``), whose drain
+    task the app's lifespan starts and stops."""
     router = APIRouter()
     redis_recorder = recorder if isinstance(recorder, RedisRecorder) else None
 
@@ -57,9 +57,9 @@ def outcomes_router(
     async def feedback(request: Request) -> Response:
         feedback = parse_feedback(await read_json(request, settings.max_body_bytes))
         require_redis()
-        assert deferred is not None
+        assert feedback_service is not None
         try:
-            credit = await deferred.accept(feedback)
+            credit = await feedback_service.accept(feedback)
         except RedisError as exc:
             raise redis_down(exc) from None
         if isinstance(credit, Queued):
@@ -83,7 +83,7 @@ def outcomes_router(
 
     @router.get("/experiments/{name}/report")
     async def report(name: str) -> Response:
-        route = store.snapshot.routes.get(name)
+        route = table.snapshot.routes.get(name)
         if route is None:
             raise NotFound(f"no experiment named {name!r} is loaded", code="unknown_experiment")
         rec = require_redis()
@@ -103,7 +103,7 @@ def outcomes_router(
 
     @router.get("/experiments/{name}/shadow")
     async def shadow(name: str) -> Response:
-        if name not in store.snapshot.routes:
+        if name not in table.snapshot.routes:
             raise NotFound(f"no experiment named {name!r} is loaded", code="unknown_experiment")
         rec = require_redis()
         try:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from router.config.experiments import load_directory
+from router.config.loader import load_directory
 from router.core.errors import ConfigError
 from router.core.settings import Settings
 from router.local.processes import ManagedProcess, http_ok, poll_until

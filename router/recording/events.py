@@ -1,16 +1,99 @@
-"""What happened to one request, and the interface that records it (off the hot path)."""
+"""The events a gateway records, each knowing how it is written to Redis.
+
+An event names its write guard (a request's attribution hash, or a mirrored call's), the fields
+stored under that guard, the stream entries it appends and the counters it adds. The recorder
+batches events without knowing their kinds. Nothing here holds raw request text or a raw user
+id: the user key only ever appears as its salted hash.
+"""
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from router.gateway.mirror import ShadowComparison
+from router.core.metrics import LATENCY_BUCKETS, SCORE_DELTA_BUCKETS
+from router.storage import keys
+from router.storage.codec import dumps, flatten, num
+from router.storage.scripts import Command
+
+LATENCY_BOUNDS_MS: tuple[float, ...] = tuple(b * 1000.0 for b in LATENCY_BUCKETS)
+
+
+def bucket(prefix: str, bounds: tuple[float, ...], value: float) -> str:
+    """The non-cumulative bucket field of ``value``: the first upper bound >= it, else +Inf."""
+    index = bisect.bisect_left(bounds, value)
+    return prefix + (f"{bounds[index]:g}" if index < len(bounds) else "+Inf")
+
+
+def latency_field(latency_ms: float) -> str:
+    return bucket(keys.LATENCY_BUCKET, LATENCY_BOUNDS_MS, latency_ms)
+
+
+def label_type(label: object) -> str:
+    """JSON type of a label; feedback must give a label of the served label's type."""
+    if isinstance(label, bool):
+        return "bool"
+    if isinstance(label, int):
+        return "int"
+    if isinstance(label, float):
+        return "float"
+    if isinstance(label, str):
+        return "str"
+    return "other"
+
+
+def is_positive(label: object) -> bool:
+    return label is True or (label_type(label) == "int" and label == 1)
+
+
+class Tally:
+    """Counter increments of a batch, summed per (key, field) so a batch costs one command each."""
+
+    def __init__(self) -> None:
+        self.ints: dict[tuple[str, str], int] = {}
+        self.floats: dict[tuple[str, str], float] = {}
+        self.members: dict[str, set[str]] = {}
+
+    def incr(self, key: str, field: str, amount: int = 1) -> None:
+        self.ints[key, field] = self.ints.get((key, field), 0) + amount
+
+    def add(self, key: str, field: str, amount: float) -> None:
+        self.floats[key, field] = self.floats.get((key, field), 0.0) + amount
+
+    def member(self, key: str, member: str) -> None:
+        self.members.setdefault(key, set()).add(member)
+
+    def commands(self) -> list[Command]:
+        out: list[Command] = [("SADD", k, tuple(sorted(m))) for k, m in self.members.items()]
+        out += [("HINCRBY", k, (f, str(n))) for (k, f), n in self.ints.items()]
+        out += [("HINCRBYFLOAT", k, (f, num(x))) for (k, f), x in self.floats.items()]
+        return out
+
+
+class RecordedEvent(Protocol):
+    """What the recorder needs of an event: its guard, and what it writes and counts."""
+
+    @property
+    def request_id(self) -> str: ...
+
+    def guard_key(self) -> str:
+        """The hash that makes writing this event idempotent (it holds the writer's token)."""
+
+    def guard_fields(self) -> dict[str, str]:
+        """Fields stored in the guard hash beside the token."""
+
+    def stream_commands(self, stream_maxlen: int) -> list[Command]:
+        """Stream entries (and other writes) of this one event."""
+
+    def count(self, tally: Tally) -> None:
+        """Add this event's counter increments to the batch's tally."""
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
+    """What happened to one request: the decision, who answered, how, and what it said."""
+
     request_id: str
     experiment: str
     config_version: str
@@ -36,18 +119,240 @@ class Outcome:
     """Set on a sticky bandit user's first draw: the user keeps ``variant`` until then (every
     replica learns it from the record the recorder writes)."""
 
+    def guard_key(self) -> str:
+        return keys.request(self.request_id)
 
-class Recorder(Protocol):
-    def record(self, outcome: Outcome) -> None:
-        """Accept an outcome without blocking; it is written later."""
+    def guard_fields(self) -> dict[str, str]:
+        return attribution_fields(self)
 
-    def record_shadow(self, comparison: ShadowComparison) -> None:
-        """Accept a shadow comparison without blocking; it is written later."""
+    def stream_commands(self, stream_maxlen: int) -> list[Command]:
+        commands = [stream_command(self, stream_maxlen)]
+        held = sticky_command(self, stream_maxlen)
+        if held is not None:
+            commands.append(held)
+        return commands
+
+    def count(self, tally: Tally) -> None:
+        count_outcome(tally, self)
 
 
-class NullRecorder:
-    def record(self, outcome: Outcome) -> None:
+def count_outcome(tally: Tally, outcome: Outcome) -> None:
+    """One outcome's counter increments: assignment side on the chosen variant, answer side on
+    the variant that answered (the control after a fallback)."""
+    exp = outcome.experiment
+    chosen = keys.counters(exp, outcome.variant)
+    answered = outcome.served_variant
+    tally.member(keys.experiments(), exp)
+    tally.member(keys.variants(exp), outcome.variant)
+    tally.incr(chosen, keys.ASSIGNED)
+    if outcome.sticky:
+        tally.incr(chosen, keys.STICKY)
+    tally.incr(keys.assigned(exp, outcome.config_version), outcome.variant)
+    tally.add(chosen, keys.LATENCY_SUM, outcome.latency_ms)
+    tally.incr(chosen, latency_field(outcome.latency_ms))
+    if answered is None or outcome.status >= 500:
+        tally.incr(chosen, keys.ERRORS)
+    if outcome.fallback:
+        tally.incr(chosen, keys.FALLBACKS)
+    if answered is None:
+        return
+    served = keys.counters(exp, answered)
+    tally.member(keys.variants(exp), answered)
+    tally.incr(served, keys.SERVED)
+    if 400 <= outcome.status < 500:
+        tally.incr(served, keys.REJECTED)
+    if outcome.label is not None or outcome.score is not None:
+        tally.incr(served, keys.PREDICTIONS)
+    if outcome.label is not None:
+        tally.incr(served, keys.LABELLED)
+        tally.incr(served, keys.LABEL + dumps(outcome.label))
+        if is_positive(outcome.label):
+            tally.incr(served, keys.POSITIVE)
+    if outcome.score is not None:
+        tally.incr(served, keys.SCORED)
+        tally.add(served, keys.SCORE_SUM, outcome.score)
+        tally.add(served, keys.SCORE_SUMSQ, outcome.score**2)
+
+
+def stream_command(outcome: Outcome, stream_maxlen: int) -> Command:
+    return (
+        "XADD",
+        keys.events(outcome.experiment),
+        ("MAXLEN", "~", str(stream_maxlen), "*", *flatten(event_fields(outcome))),
+    )
+
+
+def event_fields(outcome: Outcome) -> dict[str, str]:
+    """The stream entry of one request: no raw text, the user key only as its salted hash."""
+    fields = {
+        "request_id": outcome.request_id,
+        "experiment": outcome.experiment,
+        "config_version": outcome.config_version,
+        "variant": outcome.variant,
+        "sticky": "1" if outcome.sticky else "0",
+        "propensity": num(outcome.propensity),
+        "status": str(outcome.status),
+        "latency_ms": num(outcome.latency_ms),
+        "fallback": "1" if outcome.fallback else "0",
+        "ts": num(outcome.ts),
+    }
+    optional = {
+        "served_variant": outcome.served_variant,
+        "version": outcome.version,
+        "user_hash": outcome.user_hash,
+        "label": None if outcome.label is None else dumps(outcome.label),
+        "score": None if outcome.score is None else num(outcome.score),
+    }
+    fields.update({k: v for k, v in optional.items() if v is not None})
+    return fields
+
+
+def attribution_fields(outcome: Outcome) -> dict[str, str]:
+    """What ``POST /feedback`` needs to credit the version that answered."""
+    fields = {
+        "experiment": outcome.experiment,
+        "config_version": outcome.config_version,
+        "variant": outcome.variant,
+        "fallback": "1" if outcome.fallback else "0",
+        "ts": num(outcome.ts),
+        "propensity": num(outcome.propensity),
+    }
+    if outcome.served_variant is not None and outcome.status < 400:
+        # Only an answer with a prediction can be credited; a refused input cannot.
+        fields["served_variant"] = outcome.served_variant
+    if outcome.version is not None:
+        fields["version"] = outcome.version
+    if outcome.label is not None:
+        fields["label"] = dumps(outcome.label)
+        fields["label_type"] = label_type(outcome.label)
+    return fields
+
+
+def sticky_command(outcome: Outcome, stream_maxlen: int) -> Command | None:
+    """A sticky bandit user's first draw, which every replica pulls into its cache."""
+    if outcome.sticky_until is None or outcome.user_hash is None:
         return None
+    fields = ("u", outcome.user_hash, "v", outcome.variant, "p", num(outcome.propensity))
+    return (
+        "XADD",
+        keys.bandit_sticky(outcome.experiment),
+        ("MAXLEN", "~", str(stream_maxlen), "*", *fields, "x", num(outcome.sticky_until)),
+    )
 
-    def record_shadow(self, comparison: ShadowComparison) -> None:
-        return None
+
+@dataclass(frozen=True, slots=True)
+class ShadowComparison:
+    """One mirrored request: the shadow's answer next to the primary's, or why there is none."""
+
+    request_id: str
+    experiment: str
+    config_version: str
+    primary: str
+    """The variant whose answer the client got."""
+    shadow: str
+    primary_label: object | None
+    primary_score: float | None
+    primary_latency_ms: float
+    shadow_label: object | None = None
+    shadow_score: float | None = None
+    shadow_latency_ms: float | None = None
+    error: str | None = None
+    """Why the shadow has no answer: ``error`` (it failed) or ``dropped:<reason>``."""
+    ts: float = 0.0
+
+    @property
+    def compared(self) -> bool:
+        return self.error is None
+
+    @property
+    def agree(self) -> bool:
+        return self.compared and self.primary_label == self.shadow_label
+
+    @property
+    def score_delta(self) -> float | None:
+        if self.shadow_score is None or self.primary_score is None:
+            return None
+        return self.shadow_score - self.primary_score
+
+    def guard_key(self) -> str:
+        return keys.shadow_request(self.request_id, self.shadow)
+
+    def guard_fields(self) -> dict[str, str]:
+        fields = {"experiment": self.experiment, "primary": self.primary}
+        if self.shadow_label is not None:
+            fields["label"] = dumps(self.shadow_label)
+        return fields
+
+    def stream_commands(self, stream_maxlen: int) -> list[Command]:
+        flat = flatten(comparison_fields(self))
+        cap = ("MAXLEN", "~", str(stream_maxlen), "*")
+        commands: list[Command] = [("XADD", keys.shadow_events(self.experiment), (*cap, *flat))]
+        if self.compared and not self.agree:
+            commands.append(("XADD", keys.disagreements(self.experiment), (*cap, *flat)))
+        if self.shadow_label is not None:
+            # Feedback on the request later scores the shadow's label too (same requests).
+            field = keys.SHADOW_LABEL + self.shadow
+            commands.append(
+                ("HSET", keys.request(self.request_id), (field, dumps(self.shadow_label)))
+            )
+        return commands
+
+    def count(self, tally: Tally) -> None:
+        count_comparison(tally, self)
+
+
+def comparison_fields(comparison: ShadowComparison) -> dict[str, str]:
+    """The stream entry of one mirrored request."""
+    fields = {
+        "request_id": comparison.request_id,
+        "config_version": comparison.config_version,
+        "primary": comparison.primary,
+        "shadow": comparison.shadow,
+        "primary_latency_ms": num(comparison.primary_latency_ms),
+        "ts": num(comparison.ts),
+    }
+    optional = {
+        "primary_label": _json_or_none(comparison.primary_label),
+        "shadow_label": _json_or_none(comparison.shadow_label),
+        "primary_score": _num_or_none(comparison.primary_score),
+        "shadow_score": _num_or_none(comparison.shadow_score),
+        "shadow_latency_ms": _num_or_none(comparison.shadow_latency_ms),
+        "error": comparison.error,
+        "agree": None if not comparison.compared else ("1" if comparison.agree else "0"),
+    }
+    fields.update({k: v for k, v in optional.items() if v is not None})
+    return fields
+
+
+def _json_or_none(value: object | None) -> str | None:
+    return None if value is None else dumps(value)
+
+
+def _num_or_none(value: float | None) -> str | None:
+    return None if value is None else num(value)
+
+
+def count_comparison(tally: Tally, comparison: ShadowComparison) -> None:
+    """Counter increments of one comparison, summed into the batch's tally."""
+    exp = comparison.experiment
+    key = keys.shadow_counters(exp, comparison.primary, comparison.shadow)
+    tally.member(keys.shadow_pairs(exp), f"{comparison.primary}|{comparison.shadow}")
+    if comparison.error is not None:
+        dropped = comparison.error.startswith("dropped")
+        tally.incr(key, keys.SHADOW_DROPPED if dropped else keys.SHADOW_ERRORS)
+        return
+    tally.incr(key, keys.SHADOW_PAIRS)
+    if comparison.agree:
+        tally.incr(key, keys.SHADOW_AGREE)
+    primary, shadow = dumps(comparison.primary_label), dumps(comparison.shadow_label)
+    tally.incr(key, f"{keys.SHADOW_CONFUSION}{primary}|{shadow}")
+    bounds = LATENCY_BOUNDS_MS
+    tally.incr(key, bucket(keys.SHADOW_PRIMARY_LATENCY, bounds, comparison.primary_latency_ms))
+    if comparison.shadow_latency_ms is not None:
+        tally.incr(key, bucket(keys.SHADOW_SHADOW_LATENCY, bounds, comparison.shadow_latency_ms))
+    delta = comparison.score_delta
+    if delta is not None:
+        tally.incr(key, keys.SHADOW_DELTA_N)
+        tally.add(key, keys.SHADOW_DELTA_SUM, delta)
+        tally.add(key, keys.SHADOW_DELTA_SUMSQ, delta * delta)
+        tally.incr(key, bucket(keys.SHADOW_DELTA_BUCKET, SCORE_DELTA_BUCKETS, delta))

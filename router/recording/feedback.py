@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,12 +11,12 @@ import redis.asyncio as aioredis
 
 from router.bandit.evidence import BanditTarget, evidence_commands
 from router.core.errors import Conflict, InvalidInput, NotFound
-from router.recording.recorder import label_type
+from router.core.ids import REQUEST_ID_RULE, valid_request_id
+from router.recording.events import label_type
 from router.storage import keys
-from router.storage.scripts import ACCEPT_FEEDBACK_LUA, Command, KeyTable, as_text_dict, dumps
+from router.storage.codec import as_text_dict, dumps
+from router.storage.scripts import ACCEPT_FEEDBACK_LUA, Command, KeyTable
 
-# The gateway's rule for X-Request-Id (router.app imports this module, so it is not imported).
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 FIELDS = frozenset({"request_id", "reward", "label"})
 LABEL_TYPES = (str, int, float, bool)
 
@@ -69,8 +68,8 @@ def parse_feedback(body: Any) -> FeedbackInput:
     request_id = body.get("request_id")
     if request_id is None:
         raise InvalidInput("'request_id' is required")
-    if not isinstance(request_id, str) or not REQUEST_ID.match(request_id):
-        raise InvalidInput("'request_id' must be 1-128 characters of [A-Za-z0-9._:-]")
+    if not valid_request_id(request_id):
+        raise InvalidInput(f"'request_id' must be {REQUEST_ID_RULE}")
     has_reward, has_label = "reward" in body, "label" in body
     if has_reward == has_label:
         raise InvalidInput("give exactly one of 'reward' (a number in [0, 1]) or 'label'")

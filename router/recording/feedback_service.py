@@ -1,4 +1,4 @@
-"""Feedback accepted while Redis is unreachable: a bounded in-process queue, applied later.
+"""The feedback path: applied at once, or held in a bounded queue while Redis is unreachable.
 
 ``POST /feedback`` tries Redis first. When Redis cannot be reached (a connection error, a
 timeout or a "busy" reply, never a refusal by the feedback rules) a valid feedback joins this
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -33,9 +32,10 @@ from router.core import logs
 from router.core.errors import Conflict, InvalidInput, NotFound, Unavailable
 from router.core.metrics import GatewayMetrics
 from router.core.settings import Settings
-from router.recording.events import Recorder
 from router.recording.feedback import AppliedBefore, Credit, FeedbackInput, FeedbackWriter
-from router.recording.recorder import RedisRecorder, is_transient
+from router.recording.recorder import Recorder, RedisRecorder
+from router.storage.client import is_transient
+from router.storage.retry import until_done
 
 log = logging.getLogger("turnout.feedback")
 
@@ -63,7 +63,7 @@ class Deferred:
     """Stored with the feedback, so a retry after a lost reply knows it was applied."""
 
 
-class DeferredFeedback:
+class FeedbackService:
     """Applies feedback now, or queues it while Redis is unreachable and applies it later."""
 
     def __init__(
@@ -85,7 +85,6 @@ class DeferredFeedback:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._jitter = random.Random()
         self._replica = uuid.uuid4().hex[:12]
         self._seq = 0
 
@@ -97,7 +96,7 @@ class DeferredFeedback:
         metrics: GatewayMetrics,
         clock: Callable[[], float],
         bandits: BanditRuntime | None = None,
-    ) -> DeferredFeedback | None:
+    ) -> FeedbackService | None:
         """The feedback path of a gateway that records to Redis; None when it does not."""
         if not isinstance(recorder, RedisRecorder):
             return None
@@ -246,15 +245,14 @@ class DeferredFeedback:
             logs.event(log, "deferred_feedback_lost_at_shutdown", logging.ERROR, feedbacks=lost)
 
     async def _run(self) -> None:
-        interval = self.settings.recording_flush_interval
-        backoff = interval
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._queue:
-                if await self.apply_next():
-                    backoff = interval
-                    continue
-                # Exponential backoff with jitter, so replicas do not reconnect in lockstep.
-                await asyncio.sleep(backoff * (0.5 + self._jitter.random()))
-                backoff = min(backoff * 2.0, self.settings.recording_retry_max)
+            await until_done(self.settings, self._drain)
+
+    async def _drain(self) -> bool:
+        """Apply the queue in order; False while Redis is unreachable."""
+        while self._queue:
+            if not await self.apply_next():
+                return False
+        return True

@@ -1,26 +1,22 @@
 """Per-variant experiment reports, computed from the counters the recorder keeps in Redis.
 
-``read_recorded`` is the only I/O (one consistent MULTI snapshot); ``build_report`` is pure, so
-every number can be recomputed from the same Redis data by anyone. Rows are per variant (the unit
-of weights and of the control); each row names the model version the variant serves. A quantity
-the data cannot define yet (a rate of nothing) is ``None``; counts start at zero.
+``reads.read_recorded`` fetches the counters (one consistent MULTI snapshot); ``build_report`` is
+pure, so every number can be recomputed from the same Redis data by anyone. Rows are per variant
+(the unit of weights and of the control); each row names the model version the variant serves.
+A quantity the data cannot define yet (a rate of nothing) is ``None``; counts start at zero.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-
-import orjson
-import redis.asyncio as aioredis
-from rich.console import Console
-from rich.table import Table
 
 from router.bandit.evidence import arm_stats, parse_evidence
 from router.config.experiments import BanditPolicy, Experiment
-from router.recording.recorder import LATENCY_BOUNDS_MS
+from router.recording.events import LATENCY_BOUNDS_MS
+from router.reports.reads import Recorded
 from router.reports.stats import (
     beta_summary,
     difference_test,
@@ -31,22 +27,9 @@ from router.reports.stats import (
     wilson_interval,
 )
 from router.storage import keys
-from router.storage.scripts import as_text_dict, text
 
 SRM_ALPHA = 0.001
 QUANTILES = (0.5, 0.95, 0.99)
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """What Redis holds for one experiment."""
-
-    counters: dict[str, dict[str, str]]
-    """Variant -> its counter hash."""
-    assigned_now: dict[str, int]
-    """Variant -> assignments under the configuration in force."""
-    bandit: dict[str, str] = field(default_factory=dict)
-    """The experiment's bandit evidence hash (empty unless it ran as a bandit)."""
 
 
 @dataclass(frozen=True)
@@ -56,22 +39,6 @@ class BanditLive:
     default_prior: tuple[float, float]
     status: dict[str, Any]
     """``BanditRuntime.status``: posterior age, refresh interval, current traffic share."""
-
-
-async def read_recorded(
-    client: aioredis.Redis, experiment: str, config_version: str, configured: Iterable[str]
-) -> Recorded:
-    seen = {text(v) for v in await client.smembers(keys.variants(experiment))}
-    names = sorted(set(configured) | seen)
-    async with client.pipeline(transaction=True) as pipe:
-        for name in names:
-            pipe.hgetall(keys.counters(experiment, name))
-        pipe.hgetall(keys.assigned(experiment, config_version))
-        pipe.hgetall(keys.bandit(experiment))
-        replies = await pipe.execute()
-    counters = {name: as_text_dict(reply) for name, reply in zip(names, replies, strict=False)}
-    assigned = {k: int(v) for k, v in as_text_dict(replies[-2]).items()}
-    return Recorded(counters, assigned, as_text_dict(replies[-1]))
 
 
 class _Hash:
@@ -311,147 +278,3 @@ def srm(experiment: Experiment, config_version: str, observed: dict[str, int]) -
         "alpha": SRM_ALPHA,
         **result,
     }
-
-
-# --- rendering (CLI) ------------------------------------------------------------------------
-
-
-def _fmt(value: Any, spec: str = ".3f") -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and not math.isfinite(value):
-        return "-"
-    return format(value, spec)
-
-
-def _interval(pair: list[float] | None) -> str:
-    return "-" if pair is None else f"[{pair[0]:.3f}, {pair[1]:.3f}]"
-
-
-def render_report(console: Console, report: dict[str, Any]) -> None:
-    console.print(
-        f"[bold]{report['experiment']}[/bold] (model {report['model']}, policy "
-        f"{report['policy']}, control {report['control']}, config {report['config_version']})",
-        highlight=False,
-    )
-    traffic = Table(
-        "variant",
-        "version",
-        "weight %",
-        "share %",
-        "assigned",
-        "served",
-        "errors",
-        "fallbacks",
-        "p50 ms",
-        "p95 ms",
-        "p99 ms",
-        title="traffic",
-    )
-    outcomes = Table(
-        "variant",
-        "positive rate",
-        "mean score",
-        "feedback",
-        "mean reward [95%]",
-        "accuracy [95%]",
-        title="outcomes",
-    )
-    for row in report["variants"]:
-        fb = row["feedback"]
-        lat = row["latency_ms"]
-        name = row["variant"] + (" (control)" if row["control"] else "")
-        traffic.add_row(
-            name,
-            row["version"] or "-",
-            _fmt(row["weight_pct"], "g"),
-            _fmt(row["share_pct"], ".1f"),
-            str(row["assigned"]),
-            str(row["served"]),
-            str(row["errors"]),
-            str(row["fallbacks"]),
-            _fmt(lat["p50"], ".1f"),
-            _fmt(lat["p95"], ".1f"),
-            _fmt(lat["p99"], ".1f"),
-        )
-        outcomes.add_row(
-            name,
-            _fmt(row["positive_rate"]),
-            _fmt(row["mean_score"]),
-            str(fb["count"]),
-            f"{_fmt(fb['mean_reward'])} {_interval(fb['interval'])}",
-            f"{_fmt(fb['accuracy'])} {_interval(fb['accuracy_interval'])}",
-        )
-    console.print(traffic)
-    console.print(outcomes)
-    check = report["srm"]
-    if not check["checked"]:
-        console.print(f"sample ratio: not checked ({check['reason']})", highlight=False)
-    else:
-        verdict = "[red]MISMATCH[/red]" if check["mismatch"] else "[green]ok[/green]"
-        console.print(
-            f"sample ratio: {verdict} (chi2 {_fmt(check['chi2'])}, df {check['df']}, "
-            f"p {_fmt(check['p_value'], '.3g')}, flagged below {check['alpha']}; "
-            f"observed {orjson.dumps(check['observed']).decode()})",
-            highlight=False,
-        )
-    if report["comparisons"]:
-        diff = Table(
-            "variant vs control", *COMPARED, title="difference from control [95%], two-sided p"
-        )
-        for item in report["comparisons"]:
-            cells = []
-            for metric in COMPARED:
-                d = item[metric]
-                cells.append(
-                    f"{_fmt(d['difference'], '+.3f')} {_interval(d['interval'])} "
-                    f"p={_fmt(d['p_value'], '.3g')}"
-                )
-            diff.add_row(f"{item['variant']} - {item['control']}", *cells)
-        console.print(diff)
-    if report.get("bandit"):
-        render_bandit(console, report["bandit"])
-
-
-def render_bandit(console: Console, section: dict[str, Any]) -> None:
-    table = Table(
-        "arm",
-        "alpha",
-        "beta",
-        "mean [95%]",
-        "P(best)",
-        "share now",
-        "pulls",
-        "sticky",
-        "regret",
-        "naive mean",
-        "IPW",
-        "SNIPW",
-        title="bandit posteriors",
-    )
-    for arm in section["arms"]:
-        name = arm["arm"] + ("" if arm["sampled"] else " (not an arm now)")
-        table.add_row(
-            name,
-            _fmt(arm["alpha"], ".1f"),
-            _fmt(arm["beta"], ".1f"),
-            f"{_fmt(arm['mean'])} {_interval(arm['interval'])}",
-            _fmt(arm["prob_best"]),
-            _fmt(arm["traffic_share"]),
-            str(arm["pulls"]),
-            str(arm["sticky_pulls"]),
-            _fmt(arm["expected_regret"], ".1f"),
-            _fmt(arm["naive_mean"]),
-            _fmt(arm["ipw_mean"]),
-            _fmt(arm["snipw_mean"]),
-        )
-    console.print(table)
-    posterior = section.get("posterior") or {}
-    age = posterior.get("age_seconds")
-    console.print(
-        f"expected regret so far {section['expected_regret']:.1f}; "
-        f"{section['sticky_pulls']} of {section['pulls']} assignments sticky; posterior age "
-        f"{_fmt(age, '.1f')} s (refreshed every {_fmt(posterior.get('refresh_interval'), 'g')} s, "
-        f"Redis {posterior.get('redis', '-')})",
-        highlight=False,
-    )

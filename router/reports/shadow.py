@@ -1,49 +1,20 @@
 """Shadow-vs-primary comparison report, computed from the counters the recorder keeps in Redis.
 
-``read_shadow`` is the only I/O (one MULTI snapshot); ``build_shadow_report`` is pure, so every
-number can be recomputed from the same Redis data. One row per (primary, shadow) pair: the
+``reads.read_shadow`` fetches the counters (one MULTI snapshot); ``build_shadow_report`` is pure,
+so every number can be recomputed from the same Redis data. One row per (primary, shadow) pair: the
 primary is the variant whose answer the client got on the mirrored requests.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-import orjson
-import redis.asyncio as aioredis
-from rich.console import Console
-from rich.table import Table
-
 from router.core.metrics import SCORE_DELTA_BUCKETS
-from router.recording.recorder import LATENCY_BOUNDS_MS
+from router.recording.events import LATENCY_BOUNDS_MS
 from router.reports.experiment import dense_buckets
+from router.reports.reads import ShadowRecorded
 from router.reports.stats import mcnemar, mean_interval, quantiles_from_histogram, wilson_interval
 from router.storage import keys
-from router.storage.scripts import as_text_dict, text
-
-RECENT_DISAGREEMENTS = 10
-
-
-@dataclass(frozen=True)
-class ShadowRecorded:
-    pairs: dict[tuple[str, str], dict[str, str]]
-    """(primary, shadow) -> its counter hash."""
-    disagreements: list[dict[str, str]]
-    """The most recent disagreements, newest first."""
-
-
-async def read_shadow(client: aioredis.Redis, experiment: str) -> ShadowRecorded:
-    members = sorted(text(m) for m in await client.smembers(keys.shadow_pairs(experiment)))
-    pairs = [tuple(m.split("|", 1)) for m in members if "|" in m]
-    async with client.pipeline(transaction=True) as pipe:
-        for primary, shadow in pairs:
-            pipe.hgetall(keys.shadow_counters(experiment, primary, shadow))
-        pipe.xrevrange(keys.disagreements(experiment), count=RECENT_DISAGREEMENTS)
-        replies = await pipe.execute()
-    counters = {(p, s): as_text_dict(reply) for (p, s), reply in zip(pairs, replies, strict=False)}
-    recent = [as_text_dict(fields) for _, fields in replies[-1]]
-    return ShadowRecorded(counters, recent)
 
 
 def confusion(raw: dict[str, str]) -> dict[str, dict[str, int]]:
@@ -136,42 +107,3 @@ def build_shadow_report(experiment: str, recorded: ShadowRecorded) -> dict[str, 
         "pairs": [pair_row(p, s, raw) for (p, s), raw in sorted(recorded.pairs.items())],
         "recent_disagreements": recorded.disagreements,
     }
-
-
-def _fmt(value: Any, spec: str = ".3f") -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def render_shadow_report(console: Console, report: dict[str, Any]) -> None:
-    table = Table(title=f"shadow comparison: {report['experiment']}")
-    for column in ("primary", "shadow", "pairs", "agree", "95% CI", "McNemar p"):
-        table.add_column(column)
-    for column in ("delta mean", "p5/p50/p95", "p50 ms (p/s)", "p99 ms (p/s)", "err/drop"):
-        table.add_column(column)
-    table.add_column("acc (p/s)")
-    for row in report["pairs"]:
-        ci = row["agreement_interval"]
-        delta = row["score_delta"]
-        lat = row["latency_ms"]
-        fb = row["labelled_feedback"]
-        table.add_row(
-            row["primary"],
-            row["shadow"],
-            str(row["pairs"]),
-            _fmt(row["agreement"]),
-            "-" if ci is None else f"{ci[0]:.3f}-{ci[1]:.3f}",
-            _fmt(row["mcnemar"]["p_value"] if row["mcnemar"] else None, ".3g"),
-            _fmt(delta["mean"], "+.3f"),
-            "/".join(_fmt(delta[q], "+.2f") for q in ("p5", "p50", "p95")),
-            f"{_fmt(lat['primary']['p50'], '.1f')}/{_fmt(lat['shadow']['p50'], '.1f')}",
-            f"{_fmt(lat['primary']['p99'], '.1f')}/{_fmt(lat['shadow']['p99'], '.1f')}",
-            f"{row['shadow_errors']}/{row['shadow_dropped']}",
-            f"{_fmt(fb['primary_accuracy'])}/{_fmt(fb['shadow_accuracy'])} (n={fb['n']})",
-        )
-    console.print(table)
-    for row in report["pairs"]:
-        console.print(
-            f"confusion {row['primary']} (rows) x {row['shadow']} (columns): "
-            f"{orjson.dumps(row['confusion']).decode()}",
-            highlight=False,
-        )

@@ -22,7 +22,6 @@ __all__ = [
     "DifferenceResult",
     "McNemarResult",
     "SrmResult",
-    "apply_floor",
     "beta_summary",
     "difference_test",
     "expected_regret",
@@ -35,7 +34,6 @@ __all__ = [
     "snipw_mean",
     "srm_check",
     "thompson_probabilities",
-    "thompson_propensity",
     "wilson_interval",
 ]
 
@@ -394,36 +392,6 @@ def thompson_probabilities(params: BetaParams) -> dict[str, float]:
     # Raw sums are within ~1e-11 of 1 for ordinary posteriors (~1e-6 when two arms pile up within
     # float resolution of 0 or 1); renormalising keeps the policy's distribution proper.
     return {name: min(1.0, max(0.0, p / total)) for name, p in raw.items()} if total > 0 else raw
-
-
-def apply_floor(probs: Mapping[str, float], floors: Mapping[str, float]) -> dict[str, float]:
-    """Probabilities under a ``min_share`` floor: arm i is drawn with f_i + (1 - sum f) * p_i.
-
-    Floors for arms not in ``probs`` are ignored; a missing floor is 0. The floors of the arms in
-    ``probs`` must sum to at most 1.
-    """
-    for name, floor in floors.items():
-        _check_count(f"floors[{name!r}]", floor)
-    used = {name: float(floors.get(name, 0.0)) for name in probs}
-    floor_total = sum(used.values())
-    if floor_total > 1.0 + 1e-12:
-        raise ValueError(f"floors sum to {floor_total}, more than 1")
-    rest = max(0.0, 1.0 - floor_total)
-    return {name: used[name] + rest * float(p) for name, p in probs.items()}
-
-
-def thompson_propensity(
-    params: BetaParams,
-    chosen: str,
-    floor: Mapping[str, float] | None = None,
-) -> float:
-    """Probability that the (optionally floored) Thompson policy picks ``chosen``."""
-    if chosen not in params:
-        raise ValueError(f"arm {chosen!r} is not among the arms {sorted(params)}")
-    probs = thompson_probabilities(params)
-    if floor:
-        probs = apply_floor(probs, floor)
-    return probs[chosen]
 
 
 def expected_regret(params: BetaParams, pulls: Mapping[str, int]) -> float:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from router.config.experiments import Experiment
 from router.core.errors import InvalidInput
-from router.flags.flags import ExperimentFlags
+from router.flags.values import ExperimentFlags
 from router.routing.policies.base import Decision, Policy, RoutingView
 
 KILL_SWITCH = "kill_switch"

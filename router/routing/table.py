@@ -1,4 +1,4 @@
-"""The experiments in force: an immutable snapshot, swapped whole on every accepted reload."""
+"""The route table: the experiments in force, an immutable snapshot swapped whole on reload."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from pathlib import Path
 
 import watchfiles
 
-from router.config.experiments import Experiment, LoadedExperiment, load_directory
+from router.config.experiments import Experiment
+from router.config.loader import LoadedExperiment, LoadReport, load_directory
 from router.core import logs
-from router.core.errors import ConfigError
+from router.core.errors import ConfigError, NotFound
 from router.core.metrics import GatewayMetrics
 from router.routing.policies import Policy, build_policy
 from router.upstream.pool import Upstream, UpstreamPool
@@ -49,7 +50,9 @@ class Snapshot:
     """Files refused at the last reload (their last good version, if any, keeps serving)."""
 
 
-class ExperimentStore:
+class RouteTable:
+    """The experiment serving each model, kept in step with the experiments folder."""
+
     def __init__(
         self,
         directory: Path,
@@ -65,17 +68,35 @@ class ExperimentStore:
         self.on_change = on_change
         self.snapshot = Snapshot()
 
-    def load_initial(self) -> Snapshot:
-        """First load: any refused file is fatal, since there is no last good config for it."""
-        report = load_directory(self.directory, self.allowed_hosts)
+    def require(self, name: str) -> Route:
+        """The experiment named ``name``, or a 404 listing the loaded ones."""
+        route = self.snapshot.routes.get(name)
+        if route is None:
+            known = ", ".join(sorted(self.snapshot.routes)) or "none"
+            raise NotFound(
+                f"unknown experiment {name!r} (loaded: {known})", code="unknown_experiment"
+            )
+        return route
+
+    def read(self) -> LoadReport:
+        """Parse and validate every file of the folder (no upstream is touched)."""
+        return load_directory(self.directory, self.allowed_hosts)
+
+    def check_initial(self) -> LoadReport:
+        """The first load: any refused file is fatal, since there is no last good config."""
+        report = self.read()
         if report.errors:
             raise ConfigError("; ".join(e.detail for e in report.errors.values()))
+        return report
+
+    def install_initial(self, report: LoadReport) -> Snapshot:
+        """Serve what ``check_initial`` read (needs the event loop: upstreams open pools)."""
         self._install(dict(report.experiments), {})
         return self.snapshot
 
     async def reload(self) -> Snapshot:
         """Apply valid edits; keep the last good version of every refused file."""
-        report = load_directory(self.directory, self.allowed_hosts)
+        report = self.read()
         loaded = dict(report.experiments)
         previous = {r.loaded.path: r.loaded for r in self.snapshot.routes.values()}
         taken_models = {exp.experiment.model for exp in loaded.values()}

@@ -1,19 +1,15 @@
-"""The Redis client and the two Lua scripts that write outcomes and feedback atomically.
+"""Every Lua script Turnout runs in Redis.
 
-Both scripts apply a list of plain commands built in Python (so the key layout and the field
-semantics stay in ``router.keys`` and the Python encoders) behind a guard evaluated inside Redis:
-a request's attribution hash. Keys are passed in ``KEYS``; each command names its key by index.
+The outcome and feedback scripts apply a list of plain commands built in Python (so the key
+layout and the field semantics stay in ``router.storage.keys`` and the event encoders) behind a
+guard evaluated inside Redis: a request's attribution hash. Keys are passed in ``KEYS``; each
+command names its key by index. The flag script sets a flag, audits and publishes it at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-
-import orjson
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from router.storage import keys
 
@@ -89,9 +85,6 @@ return 'ok'
 """
 )
 
-# Error replies that mean "try again later", as opposed to a script or data error.
-TRANSIENT_REPLIES = ("BUSY", "LOADING", "OOM", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
-
 
 class KeyTable:
     """Keys of one script call, each listed once; commands refer to them by 1-based index."""
@@ -111,27 +104,20 @@ class KeyTable:
         return [[name, self.ref(key), *args] for name, key, args in commands]
 
 
-def dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
-def connect(url: str, socket_timeout: float, connect_timeout: float) -> aioredis.Redis:
-    """A client that fails fast: no silent retries, since callers buffer or answer 503."""
-    client: aioredis.Redis = aioredis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=connect_timeout,
-        retry=Retry(NoBackoff(), 0),
-        client_name="turnout-gateway",
-    )
-    return client
-
-
-def text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def as_text_dict(raw: dict[bytes | str, bytes | str]) -> dict[str, str]:
-    """A hash reply as ``str -> str`` (the client decodes, but its types cannot say so)."""
-    return {text(k): text(v) for k, v in raw.items()}
+# KEYS: the flags hash, the audit stream. ARGV: field, new JSON value ('' clears), default JSON,
+# audit maxlen, channel, then the audit entry's fields. Returns {audit entry id, old value}.
+CHANGE_FLAG_LUA = """
+local old = redis.call('HGET', KEYS[1], ARGV[1]) or ARGV[3]
+local new = ARGV[2]
+if new == '' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  new = ARGV[3]
+else
+  redis.call('HSET', KEYS[1], ARGV[1], new)
+end
+local fields = {'old', old, 'new', new}
+for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+local id = redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], '*', unpack(fields))
+redis.call('PUBLISH', ARGV[5], ARGV[1])
+return {id, old}
+"""

@@ -1,68 +1,15 @@
-"""Upstream workers: one pooled aiohttp client each, a circuit breaker, active health checks."""
+"""Upstreams: one pooled aiohttp client per model server URL, shared by every experiment."""
 
 from __future__ import annotations
 
 import asyncio
-import enum
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
 
-from router.core import logs
-
-log = logging.getLogger("turnout.upstream")
-
-
-class BreakerState(enum.IntEnum):
-    CLOSED = 0
-    OPEN = 1
-    HALF_OPEN = 2
-
-
-class CircuitBreaker:
-    """N consecutive failures open it; after ``reset_seconds`` one probe may close it again."""
-
-    def __init__(
-        self,
-        failures_to_open: int,
-        reset_seconds: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.failures_to_open = failures_to_open
-        self.reset_seconds = reset_seconds
-        self.clock = clock
-        self.state = BreakerState.CLOSED
-        self.failures = 0
-        self.opened_at = 0.0
-        self.probe_in_flight = False
-
-    def allow(self) -> bool:
-        if self.state is BreakerState.CLOSED:
-            return True
-        if self.state is BreakerState.OPEN:
-            if self.clock() - self.opened_at < self.reset_seconds:
-                return False
-            self.state = BreakerState.HALF_OPEN
-            self.probe_in_flight = False
-        if self.probe_in_flight:
-            return False
-        self.probe_in_flight = True
-        return True
-
-    def record_success(self) -> None:
-        self.state = BreakerState.CLOSED
-        self.failures = 0
-        self.probe_in_flight = False
-
-    def record_failure(self) -> None:
-        self.failures += 1
-        if self.state is BreakerState.HALF_OPEN or self.failures >= self.failures_to_open:
-            self.state = BreakerState.OPEN
-            self.opened_at = self.clock()
-            self.probe_in_flight = False
+from router.upstream.breaker import CircuitBreaker
 
 
 class UpstreamFailure(Exception):
@@ -140,18 +87,10 @@ class Upstream:
             raise UpstreamFailure(f"upstream answered {response.status}")
         return response
 
-    async def check_ready(self, limit_seconds: float) -> bool:
-        try:
-            async with self.session.get(
-                f"{self.url}/readyz", timeout=aiohttp.ClientTimeout(total=limit_seconds)
-            ) as response:
-                ok = response.status == 200
-        except (aiohttp.ClientError, TimeoutError, OSError):
-            ok = False
-        if ok != self.healthy:
-            logs.event(log, "upstream_health", url=self.url, healthy=ok)
-        self.healthy = ok
-        return ok
+    def down(self) -> bool:
+        """Known to be down: unhealthy, or its breaker open and still cooling down (once the
+        cooldown is over it may be chosen again, so the breaker gets its probe)."""
+        return self.healthy is False or self.breaker.cooling_down()
 
     async def close(self) -> None:
         await self.session.close()
@@ -181,11 +120,9 @@ class UpstreamPool:
         self,
         timeouts: UpstreamTimeouts,
         breaker_factory: Callable[[], CircuitBreaker],
-        health_interval: float,
     ) -> None:
         self.timeouts = timeouts
         self.breaker_factory = breaker_factory
-        self.health_interval = health_interval
         self.upstreams: dict[str, Upstream] = {}
 
     def get(self, url: str) -> Upstream:
@@ -199,16 +136,6 @@ class UpstreamPool:
         """Close the pools of URLs that no experiment names any more."""
         for url in [u for u in self.upstreams if u not in urls]:
             await self.upstreams.pop(url).close()
-
-    async def check_all(self) -> None:
-        upstreams = list(self.upstreams.values())
-        timeout = min(self.health_interval, 2.0)
-        await asyncio.gather(*(u.check_ready(timeout) for u in upstreams))
-
-    async def health_loop(self) -> None:
-        while True:
-            await self.check_all()
-            await asyncio.sleep(self.health_interval)
 
     async def close(self) -> None:
         await asyncio.gather(*(u.close() for u in self.upstreams.values()))

@@ -18,7 +18,7 @@ import yaml
 from typer.testing import CliRunner
 
 from router.cli import app as cli
-from router.config.experiments import parse_experiment
+from router.config.loader import parse_experiment
 from router.local.processes import poll_until
 from router.local.redis_server import EmbeddedRedis
 from router.storage import keys

@@ -9,14 +9,23 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from router.core.metrics import GatewayMetrics
-from router.flags.flags import CLEAR, FlagCache, FlagDefaults, FlagStore, connect
+from router.core.settings import Settings
+from router.flags.cache import FlagCache
+from router.flags.store import FlagStore
+from router.flags.values import CLEAR, FlagDefaults
 from router.local.redis_server import EmbeddedRedis
 from router.storage import keys
+from router.storage.client import connect
 
 DB = 12  # a database of its own on the shared test server
+
+
+def client_for(url: str) -> Redis:
+    return connect(Settings(redis_url=url))
 
 
 @pytest.fixture
@@ -43,7 +52,7 @@ def run(test: Callable[[], Awaitable[None]]) -> None:
 
 def test_change_audits_and_publishes(redis_url: str) -> None:
     async def body() -> None:
-        store = FlagStore(connect(redis_url), FlagDefaults(), audit_maxlen=5)
+        store = FlagStore(client_for(redis_url), FlagDefaults(), audit_maxlen=5)
         first = await store.change(
             "exp", "kill_switch", True, actor="ops", reason="incident 42", action="set"
         )
@@ -82,9 +91,9 @@ def test_cache_follows_changes_by_pubsub_within_a_second(redis_url: str) -> None
         metrics = GatewayMetrics()
         # A refresh interval far beyond the deadline: only pub/sub can explain the reaction.
         cache = FlagCache(
-            FlagStore(connect(redis_url), FlagDefaults(), 100), FlagDefaults(), 60.0, metrics
+            FlagStore(client_for(redis_url), FlagDefaults(), 100), FlagDefaults(), 60.0, metrics
         )
-        other = FlagStore(connect(redis_url), FlagDefaults(), 100)
+        other = FlagStore(client_for(redis_url), FlagDefaults(), 100)
         task = asyncio.create_task(cache.run())
         await until(lambda: cache.refreshed_at is not None, 10, "first refresh")
         assert not cache.for_experiment("exp").kill_switch
@@ -109,9 +118,9 @@ def test_redis_down_keeps_the_last_flags(tmp_path: Path) -> None:
 
         async def body() -> None:
             cache = FlagCache(
-                FlagStore(connect(server.url), FlagDefaults(), 100), FlagDefaults(), 0.5
+                FlagStore(client_for(server.url), FlagDefaults(), 100), FlagDefaults(), 0.5
             )
-            writer = FlagStore(connect(server.url), FlagDefaults(), 100)
+            writer = FlagStore(client_for(server.url), FlagDefaults(), 100)
             await writer.change("exp", "kill_switch", True, actor="ops", reason="", action="set")
             task = asyncio.create_task(cache.run())
             await until(lambda: cache.for_experiment("exp").kill_switch, 10, "kill switch")

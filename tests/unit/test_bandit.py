@@ -15,15 +15,12 @@ from scipy.stats import chisquare
 
 from router.bandit.evidence import MemoryBanditStore, arm_stats, evidence_commands, parse_evidence
 from router.bandit.runtime import StickyArms
-from router.config.experiments import Experiment, parse_experiment
+from router.cli.render import render_report
+from router.config.experiments import Experiment
+from router.config.loader import parse_experiment
 from router.core.settings import Settings
-from router.reports.experiment import (
-    BanditLive,
-    Recorded,
-    bandit_section,
-    build_report,
-    render_report,
-)
+from router.reports.experiment import BanditLive, bandit_section, build_report
+from router.reports.reads import Recorded
 from router.reports.stats import thompson_probabilities
 from router.routing.policies import POLICIES, build_policy, dry_run
 from router.routing.policies.bandit import Bandit, Posteriors

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from router.upstream.pool import BreakerState, CircuitBreaker
+from router.upstream.breaker import BreakerState, CircuitBreaker
 
 
 class Clock:

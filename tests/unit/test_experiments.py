@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from router.config.experiments import load_directory, parse_experiment
+from router.config.loader import load_directory, parse_experiment
 from router.core.errors import ConfigError
 
 ALLOWED = ["127.0.0.1", "localhost"]

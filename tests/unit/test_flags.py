@@ -10,12 +10,13 @@ import pytest
 import yaml
 
 from router.admin.auth import AdminTokens
-from router.cli.operator import parse_label_map, read_rows
-from router.config.experiments import BlueGreenPolicy, Experiment, parse_experiment
+from router.cli.replay import parse_label_map, read_rows
+from router.config.experiments import BlueGreenPolicy, Experiment
+from router.config.loader import parse_experiment
 from router.config.rewrite import promoted_yaml, write_atomically
 from router.core.errors import ConfigError, InvalidInput
 from router.core.settings import PROJECT_ROOT
-from router.flags.flags import BUILTIN, ExperimentFlags, FlagDefaults, load_defaults
+from router.flags.values import BUILTIN, ExperimentFlags, FlagDefaults, load_defaults
 from router.routing.policies import build_policy
 from router.routing.steering import resolve_variant, steer
 

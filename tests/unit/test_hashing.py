@@ -27,7 +27,6 @@ from hypothesis import strategies as st
 from router.hashing import (
     UNLEASH_VARIANT_SEED,
     EppoShard,
-    _unit_from_u64,
     choose_by_ranges,
     eppo_choose_split,
     eppo_shard,
@@ -42,6 +41,7 @@ from router.hashing import (
     unleash_normalized_value,
     unleash_variant_index,
 )
+from router.hashing.turnout import _unit_from_u64
 
 GOLDEN_PATH = Path(__file__).with_name("hashing_golden.json")
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from model_workers.recipes import RECIPES
-from router.config.experiments import load_directory, parse_experiment
+from router.config.loader import load_directory, parse_experiment
 from router.core.settings import Settings
 from tests.config_refs import (
     ROOT,

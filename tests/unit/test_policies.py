@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import chisquare
 
-from router.config.experiments import Experiment, parse_experiment
+from router.config.experiments import Experiment
+from router.config.loader import parse_experiment
 from router.routing.policies import build_policy, dry_run
 from router.routing.policies.base import EMPTY_VIEW
 
@@ -114,7 +115,7 @@ def test_same_variant_in_processes_with_different_hash_seeds() -> None:
     code = (
         "import json, random, sys\n"
         "from pathlib import Path\n"
-        "from router.config.experiments import parse_experiment\n"
+        "from router.config.loader import parse_experiment\n"
         "from router.routing.policies import build_policy\n"
         "from router.routing.policies.base import EMPTY_VIEW\n"
         "exp = parse_experiment(sys.stdin.read(), Path('e.yaml')).experiment\n"

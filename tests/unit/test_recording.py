@@ -11,23 +11,23 @@ from hypothesis import strategies as st
 
 from router.config.experiments import Experiment
 from router.core.errors import InvalidInput
-from router.recording.events import Outcome
-from router.recording.feedback import parse_feedback
-from router.recording.recorder import (
+from router.recording.buffer import OutcomeBuffer, Pending
+from router.recording.events import (
     LATENCY_BOUNDS_MS,
-    OutcomeBuffer,
-    Pending,
+    Outcome,
     Tally,
     attribution_fields,
     count_outcome,
-    encode_batch,
     event_fields,
     is_positive,
     label_type,
     latency_field,
     stream_command,
 )
-from router.reports.experiment import Recorded, build_report, latency_buckets
+from router.recording.feedback import parse_feedback
+from router.recording.recorder import encode_batch
+from router.reports.experiment import build_report, latency_buckets
+from router.reports.reads import Recorded
 from router.storage import keys
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 
 from router.config.experiments import ShadowConfig
-from router.gateway.mirror import ShadowComparison, mirrored
+from router.gateway.mirror import mirrored
+from router.recording.events import ShadowComparison
 
 
 def test_sampling_is_sticky_by_key_and_matches_the_rate() -> None:

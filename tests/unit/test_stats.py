@@ -13,6 +13,7 @@ from scipy import integrate, special
 from scipy import stats as sps
 
 from router.reports import stats
+from router.routing.policies.bandit import floored
 
 Z95 = 1.959963984540054
 
@@ -437,7 +438,6 @@ def test_propensities_agree_with_a_200k_draw_monte_carlo(
     for name in params:
         sd = math.sqrt(max(exact[name] * (1 - exact[name]), 1e-12) / draws)
         assert abs(exact[name] - simulated[name]) < 5 * sd + 1e-6, name
-        assert stats.thompson_propensity(params, name) == exact[name]
 
 
 def test_propensity_edges() -> None:
@@ -446,28 +446,19 @@ def test_propensity_edges() -> None:
     twins = stats.thompson_probabilities({"a": (7.0, 3.0), "b": (7.0, 3.0), "c": (7.0, 3.0)})
     assert twins == pytest.approx({"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}, abs=1e-12)
     with pytest.raises(ValueError):
-        stats.thompson_propensity({"a": (1.0, 1.0)}, "b")
-    with pytest.raises(ValueError):
         stats.thompson_probabilities({"a": (0.0, 1.0)})
 
 
 def test_floor_mixes_a_fixed_share_with_the_policy() -> None:
     params = {"v1": (90.0, 10.0), "v2": (10.0, 90.0), "v3": (50.0, 50.0)}
     raw = stats.thompson_probabilities(params)
-    floors = {"v1": 0.05, "v2": 0.05, "v3": 0.05}
-    floored = stats.apply_floor(raw, floors)
-    assert sum(floored.values()) == pytest.approx(1.0)
+    mixed = floored(raw, 0.05)
+    assert sum(mixed.values()) == pytest.approx(1.0)
     for name in params:
-        assert floored[name] == pytest.approx(0.05 + 0.85 * raw[name])
-        assert floored[name] >= 0.05
-        assert stats.thompson_propensity(params, name, floor=floors) == floored[name]
-    assert stats.apply_floor(raw, {}) == raw
-    assert stats.apply_floor({}, floors) == {}
-    assert stats.apply_floor({"a": 0.3, "b": 0.7}, {"a": 0.1, "zz": 0.9}) == pytest.approx(
-        {"a": 0.1 + 0.9 * 0.3, "b": 0.9 * 0.7}
-    )
-    with pytest.raises(ValueError):
-        stats.apply_floor(raw, {"v1": 0.6, "v2": 0.6})
+        assert mixed[name] == pytest.approx(0.05 + 0.85 * raw[name])
+        assert mixed[name] >= 0.05
+    assert floored(raw, 0.0) == raw
+    assert floored({}, 0.05) == {}
 
 
 beta_params = st.tuples(
@@ -482,8 +473,8 @@ def test_propensities_sum_to_one(params: dict[str, tuple[float, float]]) -> None
     assert set(probs) == set(params)
     assert all(0.0 <= p <= 1.0 for p in probs.values())
     assert math.fsum(probs.values()) == pytest.approx(1.0, abs=1e-6)
-    floored = stats.apply_floor(probs, dict.fromkeys(params, 0.1 / len(params)))
-    assert math.fsum(floored.values()) == pytest.approx(1.0, abs=1e-6)
+    mixed = floored(probs, 0.1 / len(params))
+    assert math.fsum(mixed.values()) == pytest.approx(1.0, abs=1e-6)
 
 
 # --- regret and off-policy estimates ------------------------------------------------------------

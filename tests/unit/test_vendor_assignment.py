@@ -1,9 +1,9 @@
 """Policy-level agreement: a canary or A/B experiment with a vendor ``sticky.hash`` assigns every
 user what that vendor's official SDK assigns for the equivalent vendor configuration.
 
-The equivalent configurations are defined in ``router.policies.assign``'s docstring; each test
-builds one from the experiment independently (it does not reuse the router's helpers) and drives
-the real SDK with it, offline. Users a vendor leaves out must get our control, as a sticky
+The equivalent configurations are in ``router.routing.policies.weighted``'s docstring; each
+test builds one from the experiment independently (it does not reuse the router's helpers) and
+drives the real SDK with it, offline. Users a vendor leaves out must get our control, as a sticky
 decision. The last section checks that configs a vendor would silently mis-evaluate are refused.
 """
 
@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from router import hashing
-from router.config.experiments import NAME, Experiment, parse_experiment
+from router.config.experiments import NAME, Experiment
+from router.config.loader import parse_experiment
 from router.core.errors import ConfigError
 from router.routing.policies import build_policy
 from router.routing.policies.base import EMPTY_VIEW, Decision

@@ -5,13 +5,13 @@ from __future__ import annotations
 import random
 
 from router.config.experiments import Experiment
-from router.routing.policies import ab, bandit, blue_green, canary
+from router.routing.policies import bandit, blue_green, weighted
 from router.routing.policies.base import EMPTY_VIEW, Decision, Policy, PolicyFactory, RoutingView
 
 POLICIES: dict[str, PolicyFactory] = {
     "blue_green": blue_green.build,
-    "canary": canary.build,
-    "ab": ab.build,
+    "canary": weighted.build,
+    "ab": weighted.build,
     "bandit": bandit.build,
 }
 

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from router import hashing
-from router.config.experiments import Experiment, StickyConfig
-from router.routing.policies.base import Decision
+from router.config.experiments import ABPolicy, CanaryPolicy, Experiment, StickyConfig
+from router.routing.policies.base import Decision, Policy
 
 
 class StickyScheme(Protocol):
@@ -199,3 +199,12 @@ class WeightedPolicy:
 
     def choose(self, key: str | None, rng: random.Random, view: object) -> Decision:
         return self.assigner.choose(key, rng)
+
+
+def build(experiment: Experiment) -> Policy:
+    """Canary and A/B run the same policy; they differ only in what their config requires."""
+    config = experiment.policy
+    assert isinstance(config, CanaryPolicy | ABPolicy)
+    return WeightedPolicy(
+        WeightedAssigner.for_experiment(experiment, config.weights, config.sticky)
+    )

@@ -1,0 +1,89 @@
+"""Commands that run processes: one worker, one gateway, or the whole local stack."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from router.cli.common import console, fail
+from router.core.errors import TurnoutError
+from router.core.settings import Settings
+
+app = typer.Typer()
+
+
+def serve(api: Any, host: str, port: int) -> None:
+    """Run an ASGI app the way every Turnout process runs: our JSON logs, graceful shutdown."""
+    import uvicorn
+
+    uvicorn.run(
+        api,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+        # Longer than the gateway's client keep-alive (30 s), so the client side always closes
+        # an idle connection first and never reuses one the server is closing.
+        timeout_keep_alive=75,
+    )
+
+
+@app.command()
+def worker(
+    version: Annotated[str, typer.Option(help="Version to serve.")],
+    model: Annotated[str, typer.Option(help="Model name in the registry.")] = "profanity",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8101,
+    host: Annotated[str | None, typer.Option(help="Interface (TURNOUT_HOST).")] = None,
+) -> None:
+    """Serve one model version (one process) behind the worker API."""
+    from model_workers import registry
+    from model_workers.service import create_app
+    from router.core import logs
+
+    settings = Settings()
+    logs.configure(settings.log_level)
+    try:
+        registry.verify(settings.models_dir, model, version)
+    except TurnoutError as exc:
+        raise fail(exc.detail) from None
+    api = create_app(settings, lambda: registry.load(settings.models_dir, model, version))
+    serve(api, host or settings.host, port)
+
+
+@app.command()
+def gateway(
+    port: Annotated[int | None, typer.Option(help="Port (TURNOUT_PORT).")] = None,
+    host: Annotated[str | None, typer.Option(help="Interface (TURNOUT_HOST).")] = None,
+) -> None:
+    """Run one gateway replica (any number may share one Redis and experiments folder)."""
+    from router.core import logs
+    from router.gateway.app import create_app
+
+    settings = Settings()
+    logs.configure(settings.log_level)
+    try:
+        api = create_app(settings)
+    except TurnoutError as exc:
+        raise fail(exc.detail) from None
+    serve(api, host or settings.host, port if port is not None else settings.port)
+
+
+@app.command()
+def up() -> None:
+    """Start the local stack: Redis, the workers the experiments name, and the gateway."""
+    from router.local.stack import Stack
+
+    settings = Settings()
+    stack = Stack(settings)
+    try:
+        stack.start(lambda line: console.print(line, highlight=False))
+        stack.watch(lambda line: console.print(line, highlight=False))
+    except (TurnoutError, RuntimeError, TimeoutError) as exc:
+        stack.stop()
+        raise fail(exc.detail if isinstance(exc, TurnoutError) else str(exc)) from None
+    except KeyboardInterrupt:
+        pass
+    console.print("stopping")
+    stack.stop()

@@ -1,0 +1,149 @@
+"""A replica's flags: read with no I/O on the hot path, kept fresh in the background.
+
+``FlagCache.for_experiment`` is a dict lookup. A background task follows changes by pub/sub, with
+a periodic refresh as a safety net, and keeps the last known flags while Redis is unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from redis.exceptions import RedisError
+
+from router.core import logs
+from router.core.errors import Unavailable
+from router.core.metrics import GatewayMetrics
+from router.core.settings import Settings
+from router.flags.store import FlagStore
+from router.flags.values import CLEAR, ExperimentFlags, FlagDefaults, load_defaults
+from router.storage import keys
+from router.storage.client import connect
+
+log = logging.getLogger("turnout.flags")
+
+PRIME_SECONDS = 2.0
+
+
+class FlagCache:
+    """Per-replica flags: read without I/O, refreshed in the background, stale-tolerant."""
+
+    def __init__(
+        self,
+        store: FlagStore | None,
+        defaults: FlagDefaults,
+        refresh_interval: float,
+        metrics: GatewayMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.defaults = defaults
+        self.refresh_interval = refresh_interval
+        self.metrics = metrics
+        self.clock = clock
+        self.overrides: dict[str, dict[str, object]] = {}
+        self.refreshed_at: float | None = None
+        self.redis_error: str | None = None if store else "no Redis configured"
+        self._flags: dict[str, ExperimentFlags] = {}
+        self._base: dict[str, ExperimentFlags] = {}
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        metrics: GatewayMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> FlagCache:
+        """Defaults from the flags file; overrides from TURNOUT_REDIS_URL when it is set."""
+        defaults = load_defaults(settings.flags_file)
+        store = None
+        if settings.redis_url:
+            store = FlagStore(connect(settings), defaults, settings.audit_maxlen, clock)
+        return cls(store, defaults, settings.flags_refresh_interval, metrics, clock)
+
+    def for_experiment(self, name: str) -> ExperimentFlags:
+        flags = self._flags.get(name)
+        if flags is None:
+            flags = self._base.get(name)
+            if flags is None:
+                flags = self._base[name] = self.defaults.resolve(name, {})
+        return flags
+
+    def require_store(self) -> FlagStore:
+        if self.store is None:
+            raise Unavailable("flags need Redis: set TURNOUT_REDIS_URL", code="no_redis")
+        return self.store
+
+    async def refresh(self) -> None:
+        """Fetch every override (one HGETALL) and swap the cache whole."""
+        store = self.require_store()
+        overrides = await store.overrides()
+        self._install(overrides)
+        self.refreshed_at = self.clock()
+        if self.redis_error is not None:
+            logs.event(log, "flags_redis_back")
+        self.redis_error = None
+
+    async def prime(self) -> None:
+        """First load before serving, so a restarted replica does not start on defaults."""
+        if self.store is None:
+            return
+        try:
+            async with asyncio.timeout(PRIME_SECONDS):
+                await self.refresh()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._down(exc)
+
+    def _install(self, overrides: dict[str, dict[str, object]]) -> None:
+        if self.metrics is not None:
+            for experiment in set(overrides) | set(self.overrides):
+                before = self.overrides.get(experiment, {})
+                after = overrides.get(experiment, {})
+                for flag in set(before) | set(after):
+                    if before.get(flag, CLEAR) != after.get(flag, CLEAR):
+                        self.metrics.flag_changes.labels(experiment, flag).inc()
+        self._flags = {n: self.defaults.resolve(n, o) for n, o in overrides.items()}
+        self.overrides = overrides
+
+    def _down(self, exc: BaseException) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        if self.redis_error is None:
+            logs.event(log, "flags_redis_down", logging.WARNING, reason=reason)
+        self.redis_error = reason
+
+    async def run(self) -> None:
+        """Follow changes over pub/sub, refresh every interval; survive Redis outages."""
+        if self.store is None:
+            return
+        retry = min(1.0, self.refresh_interval)
+        while True:
+            try:
+                async with self.store.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(keys.FLAGS_CHANNEL)
+                    await self.refresh()
+                    while True:
+                        message = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=self.refresh_interval
+                        )
+                        while message is not None:  # a burst of changes: one refresh
+                            message = await pubsub.get_message(
+                                ignore_subscribe_messages=True, timeout=0
+                            )
+                        await self.refresh()
+            except (RedisError, OSError) as exc:
+                self._down(exc)
+            await asyncio.sleep(retry)
+
+    async def close(self) -> None:
+        if self.store is not None:
+            await self.store.close()
+
+    def status(self) -> dict[str, object]:
+        return {
+            "redis": "down" if self.redis_error else "up",
+            "error": self.redis_error,
+            "refreshed_at": self.refreshed_at,
+            "refresh_interval": self.refresh_interval,
+        }

@@ -1,0 +1,307 @@
+"""The predict pipeline: one request from the front door to the recorded outcome.
+
+Steps, in the order a request meets them (each a method, so each can be tested alone):
+``accept`` (validate the body), ``route`` (the experiment that owns the model), ``steer`` (flags,
+then the policy), ``forward`` (the variant, falling back to the control once), ``respond``, and
+``finish`` (metrics, the outcome to the recorder's buffer, the access log, the shadow mirror).
+Nothing here waits on Redis.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from router.admin.auth import AdminTokens
+from router.bandit.runtime import BanditRuntime
+from router.core import logs
+from router.core.errors import InvalidInput, NotFound, TurnoutError
+from router.core.http import check_text, read_json, require_object
+from router.core.ids import REQUEST_ID_RULE, new_request_id, valid_request_id
+from router.core.metrics import GatewayMetrics
+from router.core.settings import Settings
+from router.flags.cache import FlagCache
+from router.flags.values import ExperimentFlags
+from router.gateway.forwarding import Served, forward
+from router.gateway.mirror import ShadowMirror
+from router.recording.events import Outcome
+from router.recording.recorder import Recorder
+from router.routing.steering import Steering, steer
+from router.routing.table import Route, RouteTable
+from router.upstream.answer import score_of
+
+log = logging.getLogger("turnout.gateway")
+MAX_USER_ID = 256
+
+
+def user_hash(salt: str, key: str) -> str:
+    """The only form a user key is ever stored in: salted, hashed, truncated."""
+    return hashlib.sha256(f"{salt}\x00{key}".encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class PredictInput:
+    """A request the front door accepted."""
+
+    text: str
+    key: str | None
+    """The user key (body ``user_id``, else the ``X-User-Id`` header), if any."""
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """Where a request goes and why."""
+
+    route: Route
+    steering: Steering
+    flags: ExperimentFlags
+    user_hash: str | None
+    held_until: float | None
+    """Set when this request made a sticky bandit user's first draw."""
+
+
+def request_key(body: Mapping[str, Any], headers: Mapping[str, str]) -> str | None:
+    """``user_id`` in the body, then the ``X-User-Id`` header, then none."""
+    value = body.get("user_id")
+    source = "user_id"
+    if value is None:
+        value = headers.get("x-user-id")
+        source = "X-User-Id"
+        if value is None:
+            return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidInput(f"'{source}' must be a string or an integer")
+    key = str(value)
+    if not key.strip() or len(key) > MAX_USER_ID:
+        raise InvalidInput(f"'{source}' must be 1 to {MAX_USER_ID} characters, not blank")
+    return key
+
+
+def request_id_of(headers: Mapping[str, str]) -> str:
+    given = headers.get("x-request-id")
+    if given is None:
+        return new_request_id()
+    if not valid_request_id(given):
+        raise InvalidInput(f"X-Request-Id must be {REQUEST_ID_RULE}")
+    return given
+
+
+class PredictPipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        table: RouteTable,
+        flags: FlagCache,
+        bandits: BanditRuntime,
+        tokens: AdminTokens,
+        recorder: Recorder,
+        mirror: ShadowMirror,
+        metrics: GatewayMetrics,
+        rng: random.Random,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.table = table
+        self.flags = flags
+        self.bandits = bandits
+        self.tokens = tokens
+        self.recorder = recorder
+        self.mirror = mirror
+        self.metrics = metrics
+        self.rng = rng
+        self.clock = clock
+        self.models_dir: Path = settings.models_dir
+
+    async def handle(self, request: Request, model: str | None) -> Response:
+        started = time.perf_counter()
+        try:
+            body = require_object(await read_json(request, self.settings.max_body_bytes))
+            accepted = self.accept(body, request.headers)
+            decided = self.steer(self.route(model), accepted, request.headers)
+        except TurnoutError as exc:
+            self.metrics.rejected.labels(exc.code).inc()
+            raise
+        payload = orjson.dumps({"text": accepted.text})
+        served: Served | None = None
+        try:
+            served = await forward(
+                decided.route,
+                decided.steering.decision.variant,
+                payload,
+                accepted.request_id,
+                self.metrics,
+            )
+        finally:
+            self.finish(accepted, decided, served, time.perf_counter() - started)
+        response = self.respond(accepted, decided, served)
+        if served.prediction is not None:
+            self.mirror_after(accepted, decided, served, payload)
+        return response
+
+    # --- the steps ------------------------------------------------------------------------
+    def accept(self, body: Mapping[str, Any], headers: Mapping[str, str]) -> PredictInput:
+        """The front door: the body's input rules; a refusal is a 4xx naming the field."""
+        text = check_text(body.get("text"), self.settings.max_text_chars)
+        key = request_key(body, headers)
+        context = body.get("context")
+        if context is not None and not isinstance(context, dict):
+            raise InvalidInput("'context' must be a JSON object")
+        return PredictInput(text, key, request_id_of(headers))
+
+    def route(self, model: str | None) -> Route:
+        """The experiment that owns ``model`` (the only one, when no model is named)."""
+        snapshot = self.table.snapshot
+        if model is None:
+            if len(snapshot.by_model) == 1:
+                return next(iter(snapshot.by_model.values()))
+            if not snapshot.by_model:
+                raise NotFound("no experiment is loaded", code="no_experiment")
+            raise InvalidInput(
+                "several models are routed; name one with POST /models/{model}/predict "
+                f"(models: {', '.join(sorted(snapshot.by_model))})"
+            )
+        route = snapshot.by_model.get(model)
+        if route is None:
+            if (self.models_dir / model).is_dir():
+                raise NotFound(
+                    f"model {model!r} has no active experiment in {self.settings.experiments_dir}",
+                    code="no_experiment",
+                )
+            raise NotFound(f"unknown model {model!r}", code="unknown_model")
+        return route
+
+    def steer(self, route: Route, accepted: PredictInput, headers: Mapping[str, str]) -> Decided:
+        """Flags first (kill switch, forced variant, an authorised header), then the policy."""
+        key = accepted.key
+        uhash = user_hash(self.settings.user_hash_salt, key) if key else None
+        flags = self.flags.for_experiment(route.name)
+        view = self.bandits.view(route, flags, uhash)
+        steering = steer(
+            route.experiment,
+            route.policy,
+            flags,
+            key,
+            self.rng,
+            headers.get("x-turnout-variant"),
+            lambda: self.tokens.identify(headers.get("authorization")) is not None,
+            view,
+        )
+        if steering.ignored:
+            self.metrics.forced_ignored.inc()
+        held = None
+        if not steering.forced_by:
+            held = self.bandits.hold(route, view, uhash, steering.decision)
+        return Decided(route, steering, flags, uhash, held)
+
+    def outcome(
+        self, accepted: PredictInput, decided: Decided, served: Served | None, elapsed: float
+    ) -> Outcome:
+        """What happened, as the recorder stores it (no raw text, no raw key)."""
+        route, decision = decided.route, decided.steering.decision
+        prediction = served.prediction if served else None
+        return Outcome(
+            request_id=accepted.request_id,
+            experiment=route.name,
+            config_version=route.config_version,
+            variant=decision.variant,
+            served_variant=served.variant if served else None,
+            version=route.experiment.version_of(served.variant) if served else None,
+            sticky=decision.sticky,
+            propensity=decision.probability,
+            user_hash=decided.user_hash,
+            status=served.status if served else 503,
+            latency_ms=elapsed * 1000.0,
+            label=prediction.get("label") if prediction else None,
+            score=score_of(prediction),
+            fallback=bool(served and served.fallback),
+            ts=self.clock(),
+            forced=decided.steering.forced_by,
+            sticky_until=decided.held_until,
+        )
+
+    def finish(
+        self, accepted: PredictInput, decided: Decided, served: Served | None, elapsed: float
+    ) -> None:
+        """Metrics, the outcome into the recorder's buffer, and the access log line."""
+        outcome = self.outcome(accepted, decided, served, elapsed)
+        name, variant = outcome.experiment, outcome.variant
+        kind = "fallback" if outcome.fallback else "ok"
+        if served is None or outcome.status >= 500:
+            kind = "error"
+        elif outcome.status >= 400:
+            kind = "rejected"
+        self.metrics.requests.labels(name, variant, outcome.version or "none", kind).inc()
+        self.metrics.request_seconds.labels(name, variant).observe(elapsed)
+        if served is not None:
+            self.metrics.upstream_seconds.labels(name, served.variant).observe(
+                served.upstream_seconds
+            )
+        self.recorder.record(outcome)
+        if self.settings.access_log:
+            logs.event(
+                log,
+                "request",
+                request_id=outcome.request_id,
+                experiment=name,
+                variant=variant,
+                version=outcome.version,
+                status=outcome.status,
+                latency_ms=round(outcome.latency_ms, 3),
+                fallback=outcome.fallback,
+                sticky=outcome.sticky,
+            )
+
+    def respond(self, accepted: PredictInput, decided: Decided, served: Served) -> Response:
+        headers = {"x-request-id": accepted.request_id}
+        if served.prediction is None:  # the worker refused the input: pass its 4xx through
+            return Response(served.body, served.status, headers, media_type="application/json")
+        route, steering = decided.route, decided.steering
+        tail = orjson.dumps(
+            {
+                "model": route.experiment.model,
+                "model_version": route.experiment.version_of(served.variant),
+                "experiment": route.name,
+                "variant": steering.decision.variant,
+                "served_variant": served.variant,
+                "request_id": accepted.request_id,
+                "fallback": served.fallback,
+                "sticky": steering.decision.sticky,
+                "config_version": route.config_version,
+                "forced": steering.forced_by is not None,
+                "forced_by": steering.forced_by,
+                "forced_ignored": steering.ignored,
+            }
+        )
+        # Splice the worker's bytes in: it was parsed once already, never re-encoded.
+        content = b'{"prediction":' + served.body + b"," + tail[1:]
+        return Response(content, 200, headers, media_type="application/json")
+
+    def mirror_after(
+        self, accepted: PredictInput, decided: Decided, served: Served, payload: bytes
+    ) -> None:
+        """Scheduled, not awaited: the mirror call starts once the response is on its way."""
+        route = decided.route
+        if route.experiment.shadow is None or not decided.flags.shadow_active:
+            return
+        assert served.prediction is not None
+        self.mirror.mirror(
+            route,
+            served.variant,
+            accepted.key,
+            payload,
+            accepted.request_id,
+            served.prediction,
+            served.upstream_seconds * 1000.0,
+            self.rng,
+        )

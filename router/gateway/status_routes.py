@@ -1,0 +1,74 @@
+"""What a gateway says about itself: experiments in force, liveness, readiness, metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from router.core.errors import Unavailable
+from router.core.http import json_response
+from router.core.metrics import GatewayMetrics
+from router.routing.table import RouteTable
+
+
+def status_router(table: RouteTable, metrics: GatewayMetrics) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/experiments")
+    async def experiments() -> Response:
+        snapshot = table.snapshot
+        items = []
+        for route in snapshot.routes.values():
+            exp = route.experiment
+            items.append(
+                {
+                    "name": exp.name,
+                    "model": exp.model,
+                    "policy": exp.policy.kind,
+                    "control": exp.control,
+                    "weights": exp.configured_weights(),
+                    "config_version": route.config_version,
+                    "file": route.loaded.path.name,
+                    "shadow": exp.shadow.model_dump() if exp.shadow else None,
+                    "upstreams": {
+                        v: {
+                            "url": u.url,
+                            "version": exp.version_of(v),
+                            "healthy": u.healthy,
+                            "breaker": u.breaker.state.name.lower(),
+                        }
+                        for v, u in route.upstreams.items()
+                    },
+                }
+            )
+        refused = {str(p): reason for p, reason in snapshot.refused.items()}
+        return json_response({"experiments": items, "refused": refused})
+
+    @router.get("/healthz")
+    async def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @router.get("/readyz")
+    async def readyz() -> Response:
+        routes = table.snapshot.routes
+        if not routes:
+            raise Unavailable("no experiment is loaded", code="not_ready")
+        down = [r.name for r in routes.values() if not any(u.healthy for u in r.upstreams.values())]
+        if down:
+            raise Unavailable(
+                f"no healthy upstream for: {', '.join(sorted(down))}", code="not_ready"
+            )
+        return json_response({"status": "ready", "experiments": sorted(routes)})
+
+    @router.get("/metrics")
+    async def metrics_route() -> Response:
+        for route in table.snapshot.routes.values():
+            for variant, upstream in route.upstreams.items():
+                metrics.breaker_state.labels(route.name, variant).set(upstream.breaker.state)
+                metrics.upstream_healthy.labels(route.name, variant).set(
+                    1 if upstream.healthy else 0
+                )
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router

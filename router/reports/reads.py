@@ -1,0 +1,62 @@
+"""The reports' only I/O: consistent snapshots of what the recorder keeps in Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+
+from router.storage import keys
+from router.storage.codec import as_text_dict, text
+
+RECENT_DISAGREEMENTS = 10
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What Redis holds for one experiment."""
+
+    counters: dict[str, dict[str, str]]
+    """Variant -> its counter hash."""
+    assigned_now: dict[str, int]
+    """Variant -> assignments under the configuration in force."""
+    bandit: dict[str, str] = field(default_factory=dict)
+    """The experiment's bandit evidence hash (empty unless it ran as a bandit)."""
+
+
+async def read_recorded(
+    client: aioredis.Redis, experiment: str, config_version: str, configured: Iterable[str]
+) -> Recorded:
+    seen = {text(v) for v in await client.smembers(keys.variants(experiment))}
+    names = sorted(set(configured) | seen)
+    async with client.pipeline(transaction=True) as pipe:
+        for name in names:
+            pipe.hgetall(keys.counters(experiment, name))
+        pipe.hgetall(keys.assigned(experiment, config_version))
+        pipe.hgetall(keys.bandit(experiment))
+        replies = await pipe.execute()
+    counters = {name: as_text_dict(reply) for name, reply in zip(names, replies, strict=False)}
+    assigned = {k: int(v) for k, v in as_text_dict(replies[-2]).items()}
+    return Recorded(counters, assigned, as_text_dict(replies[-1]))
+
+
+@dataclass(frozen=True)
+class ShadowRecorded:
+    pairs: dict[tuple[str, str], dict[str, str]]
+    """(primary, shadow) -> its counter hash."""
+    disagreements: list[dict[str, str]]
+    """The most recent disagreements, newest first."""
+
+
+async def read_shadow(client: aioredis.Redis, experiment: str) -> ShadowRecorded:
+    members = sorted(text(m) for m in await client.smembers(keys.shadow_pairs(experiment)))
+    pairs = [tuple(m.split("|", 1)) for m in members if "|" in m]
+    async with client.pipeline(transaction=True) as pipe:
+        for primary, shadow in pairs:
+            pipe.hgetall(keys.shadow_counters(experiment, primary, shadow))
+        pipe.xrevrange(keys.disagreements(experiment), count=RECENT_DISAGREEMENTS)
+        replies = await pipe.execute()
+    counters = {(p, s): as_text_dict(reply) for (p, s), reply in zip(pairs, replies, strict=False)}
+    recent = [as_text_dict(fields) for _, fields in replies[-1]]
+    return ShadowRecorded(counters, recent)
