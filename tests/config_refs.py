@@ -1,6 +1,6 @@
 """What the shipped configuration refers to: PromQL metric names, CLI commands, settings.
 
-Shared by tests/unit/test_config_files.py, tests/unit/test_packaging.py and
+Shared by tests/unit/project/test_config_files.py, tests/unit/project/test_packaging.py and
 tests/e2e/test_observability.py.
 """
 

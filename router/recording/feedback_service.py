@@ -35,7 +35,7 @@ from router.core.settings import Settings
 from router.recording.feedback import AppliedBefore, Credit, FeedbackInput, FeedbackWriter
 from router.recording.recorder import Recorder, RedisRecorder
 from router.storage.client import is_transient
-from router.storage.retry import until_done
+from router.storage.retry import drain_within, until_done
 
 log = logging.getLogger("turnout.feedback")
 
@@ -229,13 +229,9 @@ class FeedbackService:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        try:
-            async with asyncio.timeout(self.settings.recording_shutdown_timeout):
-                while self._queue:
-                    if not await self.apply_next():
-                        await asyncio.sleep(0.05)
-        except TimeoutError:
-            pass
+        await drain_within(
+            self.settings.recording_shutdown_timeout, lambda: bool(self._queue), self.apply_next
+        )
         lost = len(self._queue)
         if lost:
             self._queue.clear()

@@ -27,7 +27,7 @@ from router.recording.buffer import OutcomeBuffer, Pending
 from router.recording.events import Outcome, RecordedEvent, ShadowComparison, Tally
 from router.storage.client import connect, is_transient
 from router.storage.codec import dumps, flatten
-from router.storage.retry import until_done
+from router.storage.retry import drain_within, until_done
 from router.storage.scripts import WRITE_EVENTS_LUA, Command, KeyTable
 
 log = logging.getLogger("turnout.recording")
@@ -153,13 +153,11 @@ class RedisRecorder:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        try:
-            async with asyncio.timeout(self.settings.recording_shutdown_timeout):
-                while len(self.buffer):
-                    if not await self.write_batch():
-                        await asyncio.sleep(0.05)
-        except TimeoutError:
-            pass
+        await drain_within(
+            self.settings.recording_shutdown_timeout,
+            lambda: bool(len(self.buffer)),
+            self.write_batch,
+        )
         lost = self.buffer.clear()
         if lost:
             self.metrics.events_dropped.labels("shutdown").inc(lost)

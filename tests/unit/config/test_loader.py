@@ -96,6 +96,6 @@ def test_duplicate_experiment_for_a_model_is_refused(tmp_path: Path) -> None:
 
 
 def test_shipped_experiments_are_valid() -> None:
-    report = load_directory(Path(__file__).parents[2] / "experiments", ALLOWED)
+    report = load_directory(Path(__file__).parents[3] / "experiments", ALLOWED)
     assert not report.errors
     assert report.experiments

@@ -27,7 +27,7 @@ from router.config.loader import parse_experiment
 from router.core.errors import ConfigError
 from router.routing.policies import build_policy
 from router.routing.policies.base import EMPTY_VIEW, Decision
-from tests.unit.test_hashing import (
+from tests.unit.hashing.test_hashing import (
     ANY_TEXT,
     KEYS,
     SURROGATE_KEYS,

@@ -1,8 +1,8 @@
 """router.hashing against golden vectors and, on generated cases, against the official SDKs.
 
 The golden file is regenerated from the installed SDKs with
-``python tests/unit/test_hashing.py --regenerate``; ``test_golden_file_matches_installed_sdks``
-fails when the SDKs no longer produce it.
+``python tests/unit/hashing/test_hashing.py --regenerate``;
+``test_golden_file_matches_installed_sdks`` fails when the SDKs no longer produce it.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from router.hashing import (
 from router.hashing.turnout import _unit_from_u64
 
 GOLDEN_PATH = Path(__file__).with_name("hashing_golden.json")
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 # database=None: no .hypothesis/ example store in the work tree. Example counts keep the file
 # under 20 s; the test_bulk_keys_* tests add 5000 cheap cases per vendor without the overhead.
