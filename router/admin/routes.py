@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from router.admin.actions import MAX_HISTORY, AdminActions, check_reason
+from router.admin.alertmanager import receive
 from router.admin.auth import AdminTokens
 from router.core.errors import InvalidInput, Unauthorized
 from router.core.http import json_response, read_json, require_object
@@ -38,7 +39,11 @@ def _value(body: dict[str, Any]) -> object:
 
 
 def build_admin_router(
-    actions: AdminActions, tokens: AdminTokens, metrics: GatewayMetrics, max_body_bytes: int
+    actions: AdminActions,
+    tokens: AdminTokens,
+    metrics: GatewayMetrics,
+    max_body_bytes: int,
+    alert_memory: int = 7 * 86_400,
 ) -> APIRouter:
     router = APIRouter(prefix="/admin")
 
@@ -127,7 +132,7 @@ def build_admin_router(
         assert version is not None
         variant = resolve_variant(route.experiment, version)
         reason = check_reason(body.get("reason"), True)
-        return json_response(await actions.promotions.promote(route, variant, actor, reason))
+        return json_response(await actions.promote(route, variant, actor, reason))
 
     @router.post("/experiments/{name}/promote/undo")
     async def undo_promote(request: Request, name: str, actor: str = Actor) -> Response:
@@ -135,5 +140,19 @@ def build_admin_router(
         route = actions.route(name)
         reason = check_reason(body.get("reason"), True)
         return json_response(await actions.promotions.undo(route, actor, reason))
+
+    @router.post("/experiments/{name}/rollout/{command}")
+    async def rollout_command(
+        request: Request, name: str, command: str, actor: str = Actor
+    ) -> Response:
+        body = await body_of(request)
+        route = actions.route(name)
+        reason = check_reason(body.get("reason"), True)
+        return json_response(await actions.rollout_command(route, command, actor, reason))
+
+    @router.post("/alertmanager")
+    async def alertmanager(request: Request, actor: str = Actor) -> Response:
+        body = await read_json(request, max_body_bytes)
+        return json_response(await receive(actions, body, actor, alert_memory))
 
     return router

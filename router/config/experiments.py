@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from typing import Annotated, Any, Literal
@@ -9,6 +10,7 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationInfo,
@@ -20,6 +22,14 @@ from router import hashing
 
 NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 WEIGHT_TOLERANCE = 1e-9
+
+
+class FieldError(ValueError):
+    """A refusal about one key that a cross-field check found (the loader reports its line)."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 class Strict(BaseModel):
@@ -236,6 +246,119 @@ class ShadowConfig(Strict):
     """Share of requests mirrored; sticky by request key when there is one."""
 
 
+# --- rollouts and sample-ratio checks (router.rollout) -------------------------------------
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: Any) -> float:
+    """``"10m"`` -> 600.0 seconds; a bare number or any other text is refused (no guessing)."""
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(
+            f"malformed duration {value!r}: a number with a unit ms, s, m or h (500ms, 10m, 2h)"
+        )
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class ErrorRateGate(Strict):
+    metric: Literal["error_rate"]
+    max_increase: float = Field(gt=0.0, lt=1.0)
+    """Largest tolerated increase of the candidate's error rate over the control's (absolute)."""
+    hard_increase: float = Field(0.05, gt=0.0, le=1.0)
+    """An increase shown at this size is a hard failure: it may act before ``min_samples``."""
+
+
+class LatencyGate(Strict):
+    metric: Literal["latency_p99"]
+    max_ratio: float = Field(gt=1.0)
+    """Largest tolerated ratio of the candidate's p99 latency to the control's."""
+
+
+class RewardGate(Strict):
+    metric: Literal["reward"]
+    max_decrease: float = Field(gt=0.0, lt=1.0)
+    """Largest tolerated decrease of the mean reward (from ``POST /feedback``), absolute."""
+    label_delay: Duration = 0.0
+    """Only requests at least this old count, so that their feedback had time to arrive."""
+
+
+class ShadowAgreementGate(Strict):
+    metric: Literal["shadow_agreement"]
+    min: float = Field(gt=0.0, le=1.0)
+    """Least share of mirrored requests on which the candidate (as a shadow) agreed."""
+
+
+Gate = Annotated[
+    ErrorRateGate | LatencyGate | RewardGate | ShadowAgreementGate, Field(discriminator="metric")
+]
+GATE_METRICS = ("error_rate", "latency_p99", "reward", "shadow_agreement")
+
+
+class RolloutConfig(Strict):
+    candidate: str
+    """The variant being rolled out against the control."""
+    steps: list[float] = Field(min_length=1)
+    """The candidate's weight in percent at each step, strictly increasing, in (0, 100]."""
+    interval: Duration
+    """Least time spent on each step."""
+    max_interval: Duration | None = None
+    """A step still inconclusive after this long takes ``on_inconclusive`` (unset: never)."""
+    min_samples: int = Field(500, ge=1)
+    """Requests per arm and step before a gate that is not hard may decide."""
+    gates: list[Gate] = Field(default_factory=list)
+    """Candidate-vs-control checks on the same window (one per metric)."""
+    alpha: float = Field(0.05, gt=0.0, le=0.5)
+    """Bound on the rollout's false-rollback probability under continuous monitoring."""
+    on_fail: Literal["rollback", "pause"] = "rollback"
+    on_inconclusive: Literal["pause", "advance", "rollback"] = "pause"
+    on_success: Literal["promote", "hold"] = "promote"
+
+    @field_validator("steps")
+    @classmethod
+    def _check_steps(cls, steps: list[float]) -> list[float]:
+        outside = [s for s in steps if not (math.isfinite(s) and 0.0 < s <= 100.0)]
+        if outside:
+            raise ValueError(f"steps must be in (0, 100], got {', '.join(map(str, outside))}")
+        for before, after in itertools.pairwise(steps):
+            if after <= before:
+                raise ValueError(f"steps must be strictly increasing: {before:g} then {after:g}")
+        return steps
+
+    @field_validator("interval", "max_interval")
+    @classmethod
+    def _check_positive(cls, seconds: float | None) -> float | None:
+        if seconds is not None and seconds <= 0:
+            raise ValueError("must be a positive duration")
+        return seconds
+
+    @field_validator("gates")
+    @classmethod
+    def _check_gates(cls, gates: list[Any]) -> list[Any]:
+        metrics = [g.metric for g in gates]
+        repeated = sorted({m for m in metrics if metrics.count(m) > 1})
+        if repeated:
+            raise ValueError(f"one gate per metric; repeated: {', '.join(repeated)}")
+        return gates
+
+    @model_validator(mode="after")
+    def _check_max_interval(self) -> RolloutConfig:
+        if self.max_interval is not None and self.max_interval < self.interval:
+            raise FieldError(("max_interval",), "must be at least the interval")
+        return self
+
+
+class SrmConfig(Strict):
+    action: Literal["warn", "halt"] = "warn"
+    """``halt`` freezes the weights (no advance, no promotion) and fires an alert."""
+    p: float = Field(0.001, gt=0.0, lt=0.5)
+    """False-alarm bound of the sequential test, under continuous checking."""
+
+
 class Experiment(Strict):
     name: str = Field(pattern=NAME)
     model: str = Field(pattern=NAME)
@@ -244,6 +367,10 @@ class Experiment(Strict):
     policy: PolicyConfig
     shadow: ShadowConfig | None = None
     description: str | None = None
+    rollout: RolloutConfig | None = None
+    """A stepped rollout of a candidate, decided by gates (``router.rollout``)."""
+    srm: SrmConfig | None = None
+    """Sequential sample-ratio-mismatch check of the assignments against the weights."""
 
     @field_validator("variants")
     @classmethod
@@ -278,6 +405,51 @@ class Experiment(Strict):
                 f"{policy.kind} keeps users on the arm drawn for them instead of hashing"
             )
         return self
+
+    @model_validator(mode="after")
+    def _check_rollout(self) -> Experiment:
+        policy, rollout = self.policy, self.rollout
+        weighted = isinstance(policy, CanaryPolicy | ABPolicy)
+        if self.srm is not None and not weighted:
+            raise FieldError(
+                ("srm",), f"applies to weighted policies (canary, ab), not {policy.kind}"
+            )
+        if rollout is None:
+            return self
+        if not weighted:
+            raise FieldError(
+                ("policy", "kind"), f"a rollout needs policy canary or ab, not {policy.kind}"
+            )
+        if rollout.candidate == self.control:
+            raise FieldError(("rollout", "candidate"), f"{rollout.candidate!r} is the control")
+        if rollout.candidate not in self.variants:
+            raise FieldError(
+                ("rollout", "candidate"),
+                f"{rollout.candidate!r} is not one of the variants "
+                f"({', '.join(sorted(self.variants))})",
+            )
+        for index, gate in enumerate(rollout.gates):
+            if isinstance(gate, ShadowAgreementGate) and (
+                self.shadow is None or rollout.candidate not in self.shadow.targets
+            ):
+                raise FieldError(
+                    ("rollout", "gates", index),
+                    f"shadow_agreement needs the candidate {rollout.candidate!r} among "
+                    "shadow.targets: there is nothing to agree with otherwise",
+                )
+        sticky = getattr(policy, "sticky", None)
+        if sticky is not None and sticky.hash != "turnout":
+            for percent in rollout.steps:
+                try:
+                    _check_vendor_scheme(sticky, self.control, self.step_weights(percent))
+                except ValueError as exc:
+                    raise FieldError(("rollout", "steps"), f"step {percent:g}: {exc}") from None
+        return self
+
+    def step_weights(self, percent: float) -> dict[str, float]:
+        """The weights in force while a rollout's candidate has ``percent`` (control first)."""
+        assert self.rollout is not None
+        return {self.control: 100.0 - percent, self.rollout.candidate: percent}
 
     def referenced(self) -> dict[str, list[str]]:
         policy = self.policy

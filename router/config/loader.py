@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from router.config.experiments import Experiment
+from router.config.experiments import GATE_METRICS, Experiment, FieldError
 from router.core.errors import ConfigError
 
 
@@ -74,6 +74,9 @@ def parse_experiment(
         reasons = []
         for err in exc.errors():
             loc = [p for p in err["loc"] if p not in _UNION_TAGS]
+            cause = (err.get("ctx") or {}).get("error")
+            if isinstance(cause, FieldError):  # a cross-field check names the key it is about
+                loc += list(cause.loc)
             where = ".".join(str(p) for p in loc) or "(top level)"
             message = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
@@ -83,7 +86,7 @@ def parse_experiment(
     return LoadedExperiment(experiment, path, config_version(text.encode()))
 
 
-_UNION_TAGS = {"blue_green", "canary", "ab", "bandit"}
+_UNION_TAGS = {"blue_green", "canary", "ab", "bandit", *GATE_METRICS}
 
 
 def experiment_files(directory: Path) -> list[Path]:

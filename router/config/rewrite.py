@@ -22,6 +22,9 @@ def promoted_yaml(text: str, variant: str, note: str) -> str:
         raise ConfigError("the experiment file does not hold one mapping")
     data["control"] = variant
     data["policy"] = {"kind": "blue_green", "active": variant}
+    # A finished rollout and its SRM check belong to the weighted policy just replaced.
+    data.pop("rollout", None)
+    data.pop("srm", None)
     shadow = data.get("shadow")
     if isinstance(shadow, dict) and isinstance(shadow.get("targets"), list):
         targets = [t for t in shadow["targets"] if t != variant]

@@ -235,6 +235,38 @@ class GatewayMetrics:
             "Admin calls refused for a missing or wrong token.",
             registry=r,
         )
+        # --- rollouts and sample-ratio checks ---
+        self.rollout_step = Gauge(
+            "turnout_rollout_step",
+            "Current rollout step, 1-based (0: the entry gate, before the first step).",
+            ["experiment"],
+            registry=r,
+        )
+        self.rollout_state = Gauge(
+            "turnout_rollout_state",
+            "1 for the rollout's current state (running, paused, halted, rolled_back, aborted, "
+            "promoted, completed), 0 for the others.",
+            ["experiment", "state"],
+            registry=r,
+        )
+        self.rollout_gate = Gauge(
+            "turnout_rollout_gate",
+            "1 for each rollout gate's latest verdict (pass, fail, inconclusive, waiting).",
+            ["experiment", "gate", "verdict"],
+            registry=r,
+        )
+        self.rollout_transitions = Counter(
+            "turnout_rollout_transitions",
+            "Rollout transitions written by this replica's driver, by action.",
+            ["experiment", "action"],
+            registry=r,
+        )
+        self.srm_mismatch = Gauge(
+            "turnout_srm_mismatch",
+            "1 once the sequential sample-ratio test found a mismatch, by configured action.",
+            ["experiment", "action"],
+            registry=r,
+        )
         self.forced_ignored = Counter(
             "turnout_forced_variant_ignored",
             "X-Turnout-Variant headers ignored for lack of a valid admin token.",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -140,6 +140,29 @@ class Settings(BaseSettings):
         if not all(math.isfinite(x) and x > 0 for x in prior):
             raise ValueError("bandit_prior alpha and beta must both be finite and > 0")
         return prior
+
+    # --- rollouts and sample-ratio checks ----------------------------------------------
+    rollout_check_interval: float = Field(2.0, gt=0)
+    """Seconds between two looks of the rollout driver (the replica holding the lease)."""
+    rollout_refresh_interval: float = Field(1.0, gt=0)
+    """Seconds between rereads of every rollout's state by each replica (the weights in force)."""
+    rollout_lease_ttl: float = Field(10.0, gt=0)
+    """Seconds a driver's lease lasts without renewal; another replica takes over after it."""
+    rollout_slot_seconds: float = Field(10.0, gt=0)
+    """Width of the time slots feedback is counted in, for gates with a label delay."""
+    rollout_history_maxlen: int = Field(1_000, ge=1)
+    """Most transitions kept per rollout in its Redis history stream."""
+    alertmanager_memory: int = Field(7 * 86_400, ge=1)
+    """Seconds an acted-on Alertmanager alert is remembered, so its repeats change nothing."""
+
+    @model_validator(mode="after")
+    def _check_lease(self) -> Settings:
+        if self.rollout_lease_ttl <= 2 * self.rollout_check_interval:
+            raise ValueError(
+                "rollout_lease_ttl must exceed twice rollout_check_interval, or the lease lapses "
+                "between two looks of its own driver"
+            )
+        return self
 
     # --- flags and admin ---------------------------------------------------------------
     flags_file: Path = PROJECT_ROOT / "config" / "flags.yaml"

@@ -24,10 +24,15 @@ from router.flags.cache import FlagCache
 from router.gateway.mirror import ShadowMirror
 from router.gateway.outcome_routes import outcomes_router
 from router.gateway.predict import PredictPipeline
+from router.gateway.rollout_routes import rollout_router
 from router.gateway.status_routes import status_router
 from router.recording.feedback_service import FeedbackService
 from router.recording.recorder import Recorder, recorder_for, start_recording, stop_recording
+from router.rollout.controller import RolloutController
+from router.rollout.runtime import RolloutRuntime
+from router.rollout.store import RolloutStore
 from router.routing.table import RouteTable
+from router.storage.client import connect
 from router.upstream.breaker import CircuitBreaker
 from router.upstream.health import check_all, health_loop
 from router.upstream.pool import UpstreamPool, UpstreamTimeouts
@@ -64,8 +69,35 @@ def create_app(
     tokens = AdminTokens.from_settings(settings)
     mirror = ShadowMirror(recorder, metrics, settings.shadow_max_in_flight, clock)
     feedback = FeedbackService.for_recorder(settings, recorder, metrics, clock, bandits)
+    # Rollouts and SRM checks: every replica follows the weights, the lease holder drives.
+    rollout_store = None
+    if settings.redis_url:
+        client = connect(settings, "turnout-rollout")
+        rollout_store = RolloutStore(client, settings.rollout_history_maxlen)
+    rollouts = RolloutRuntime(
+        rollout_store,
+        table,
+        metrics,
+        settings.rollout_refresh_interval,
+        settings.rollout_slot_seconds,
+        clock,
+    )
+    actions = AdminActions(table, flags, settings.allowed_hosts, clock, rollout_store, rollouts)
+    controller = None
+    if rollout_store is not None:
+        controller = RolloutController(
+            rollout_store,
+            table,
+            rollouts,
+            actions,
+            metrics,
+            settings.rollout_check_interval,
+            settings.rollout_lease_ttl,
+            settings.rollout_slot_seconds,
+            clock,
+        )
     pipeline = PredictPipeline(
-        settings, table, flags, bandits, tokens, recorder, mirror, metrics, rng, clock
+        settings, table, flags, bandits, tokens, recorder, mirror, metrics, rng, clock, rollouts
     )
     tasks: set[asyncio.Task[None]] = set()
 
@@ -75,12 +107,17 @@ def create_app(
         await check_all(pool, settings.health_interval)
         await flags.prime()
         await bandits.prime()
-        for job in (
+        await rollouts.prime()
+        jobs = [
             health_loop(pool, settings.health_interval),
             table.watch(settings.reload_poll_interval, settings.watch_files),
             flags.run(),
             bandits.run(),
-        ):
+            rollouts.run(),
+        ]
+        if controller is not None:
+            jobs.append(controller.run())
+        for job in jobs:
             tasks.add(asyncio.create_task(job))
         await start_recording(recorder)
         if feedback is not None:
@@ -97,6 +134,10 @@ def create_app(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if controller is not None:
+                await controller.close()  # hand the leases over at once
+            if rollout_store is not None:
+                await rollout_store.redis.aclose()
             await pool.close()
             await flags.close()
             await bandits.close()
@@ -115,8 +156,12 @@ def create_app(
     app.include_router(
         outcomes_router(settings, recorder, table, metrics, clock, bandits, feedback)
     )
-    app.include_router(status_router(table, metrics))
+    app.include_router(status_router(table, metrics, rollouts))
+    app.include_router(rollout_router(table, rollout_store, rollouts, clock))
     if tokens.enabled:  # no token configured: the admin API is off (404), not open
-        actions = AdminActions(table, flags, settings.allowed_hosts, clock)
-        app.include_router(build_admin_router(actions, tokens, metrics, settings.max_body_bytes))
+        app.include_router(
+            build_admin_router(
+                actions, tokens, metrics, settings.max_body_bytes, settings.alertmanager_memory
+            )
+        )
     return app

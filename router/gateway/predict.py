@@ -36,6 +36,7 @@ from router.gateway.forwarding import Served, forward
 from router.gateway.mirror import ShadowMirror
 from router.recording.events import Outcome
 from router.recording.recorder import Recorder
+from router.rollout.runtime import RolloutRuntime
 from router.routing.steering import Steering, steer
 from router.routing.table import Route, RouteTable
 from router.upstream.answer import score_of
@@ -69,6 +70,8 @@ class Decided:
     user_hash: str | None
     held_until: float | None
     """Set when this request made a sticky bandit user's first draw."""
+    window: int | None = None
+    """The rollout weights window the policy decided under (None: no rollout)."""
 
 
 def request_key(body: Mapping[str, Any], headers: Mapping[str, str]) -> str | None:
@@ -110,8 +113,10 @@ class PredictPipeline:
         metrics: GatewayMetrics,
         rng: random.Random,
         clock: Callable[[], float] = time.time,
+        rollouts: RolloutRuntime | None = None,
     ) -> None:
         self.settings = settings
+        self.rollouts = rollouts
         self.table = table
         self.flags = flags
         self.bandits = bandits
@@ -187,9 +192,10 @@ class PredictPipeline:
         uhash = user_hash(self.settings.user_hash_salt, key) if key else None
         flags = self.flags.for_experiment(route.name)
         view = self.bandits.view(route, flags, uhash)
+        policy, window = self.rollouts.policy(route) if self.rollouts else (route.policy, None)
         steering = steer(
             route.experiment,
-            route.policy,
+            policy,
             flags,
             key,
             self.rng,
@@ -202,7 +208,7 @@ class PredictPipeline:
         held = None
         if not steering.forced_by:
             held = self.bandits.hold(route, view, uhash, steering.decision)
-        return Decided(route, steering, flags, uhash, held)
+        return Decided(route, steering, flags, uhash, held, window)
 
     def outcome(
         self, accepted: PredictInput, decided: Decided, served: Served | None, elapsed: float
@@ -210,6 +216,8 @@ class PredictPipeline:
         """What happened, as the recorder stores it (no raw text, no raw key)."""
         route, decision = decided.route, decided.steering.decision
         prediction = served.prediction if served else None
+        ts = self.clock()
+        window = decided.window
         return Outcome(
             request_id=accepted.request_id,
             experiment=route.name,
@@ -225,9 +233,11 @@ class PredictPipeline:
             label=prediction.get("label") if prediction else None,
             score=score_of(prediction),
             fallback=bool(served and served.fallback),
-            ts=self.clock(),
+            ts=ts,
             forced=decided.steering.forced_by,
             sticky_until=decided.held_until,
+            window=window,
+            slot=self.rollouts.slot(ts) if self.rollouts and window is not None else None,
         )
 
     def finish(

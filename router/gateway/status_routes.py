@@ -9,10 +9,13 @@ from starlette.responses import Response
 from router.core.errors import Unavailable
 from router.core.http import json_response
 from router.core.metrics import GatewayMetrics
+from router.rollout.runtime import RolloutRuntime
 from router.routing.table import RouteTable
 
 
-def status_router(table: RouteTable, metrics: GatewayMetrics) -> APIRouter:
+def status_router(
+    table: RouteTable, metrics: GatewayMetrics, rollouts: RolloutRuntime | None = None
+) -> APIRouter:
     router = APIRouter()
 
     @router.get("/experiments")
@@ -40,6 +43,7 @@ def status_router(table: RouteTable, metrics: GatewayMetrics) -> APIRouter:
                         }
                         for v, u in route.upstreams.items()
                     },
+                    "rollout": rollouts.summary(route) if rollouts else None,
                 }
             )
         refused = {str(p): reason for p, reason in snapshot.refused.items()}

@@ -118,6 +118,10 @@ class Outcome:
     sticky_until: float | None = None
     """Set on a sticky bandit user's first draw: the user keeps ``variant`` until then (every
     replica learns it from the record the recorder writes)."""
+    window: int | None = None
+    """The rollout weights window this decision was made under (None: no rollout)."""
+    slot: int | None = None
+    """The request's time slot within the window, for label-delayed gates."""
 
     def guard_key(self) -> str:
         return keys.request(self.request_id)
@@ -154,6 +158,8 @@ def count_outcome(tally: Tally, outcome: Outcome) -> None:
         tally.incr(chosen, keys.ERRORS)
     if outcome.fallback:
         tally.incr(chosen, keys.FALLBACKS)
+    if outcome.window is not None and outcome.forced is None:
+        count_window(tally, outcome, outcome.window)
     if answered is None:
         return
     served = keys.counters(exp, answered)
@@ -172,6 +178,33 @@ def count_outcome(tally: Tally, outcome: Outcome) -> None:
         tally.incr(served, keys.SCORED)
         tally.add(served, keys.SCORE_SUM, outcome.score)
         tally.add(served, keys.SCORE_SUMSQ, outcome.score**2)
+
+
+def count_window(tally: Tally, outcome: Outcome, window: int) -> None:
+    """A policy decision under rollout weights: what the gates compare, per variant."""
+    key = keys.rollout_window(outcome.experiment, window)
+    variant = outcome.variant
+    tally.incr(key, keys.window_field(variant, keys.WINDOW_ASSIGNED))
+    if outcome.fallback or outcome.served_variant is None or outcome.status >= 500:
+        tally.incr(key, keys.window_field(variant, keys.WINDOW_FAILED))
+    field = bucket(keys.WINDOW_LATENCY, LATENCY_BOUNDS_MS, outcome.latency_ms)
+    tally.incr(key, keys.window_field(variant, field))
+
+
+def window_feedback_commands(
+    experiment: str, window: int, slot: int, variant: str, reward: float
+) -> list[Command]:
+    """Feedback on a request made under rollout weights, into that window's slot counters."""
+    key = keys.rollout_window(experiment, window)
+    return [
+        ("HINCRBY", key, (keys.window_field(variant, keys.WINDOW_FB_N, slot), "1")),
+        ("HINCRBYFLOAT", key, (keys.window_field(variant, keys.WINDOW_FB_SUM, slot), num(reward))),
+        (
+            "HINCRBYFLOAT",
+            key,
+            (keys.window_field(variant, keys.WINDOW_FB_SUMSQ, slot), num(reward * reward)),
+        ),
+    ]
 
 
 def stream_command(outcome: Outcome, stream_maxlen: int) -> Command:
@@ -225,6 +258,9 @@ def attribution_fields(outcome: Outcome) -> dict[str, str]:
     if outcome.label is not None:
         fields["label"] = dumps(outcome.label)
         fields["label_type"] = label_type(outcome.label)
+    if outcome.window is not None and outcome.slot is not None and outcome.forced is None:
+        fields["window"] = str(outcome.window)
+        fields["slot"] = str(outcome.slot)
     return fields
 
 

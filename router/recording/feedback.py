@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from router.bandit.evidence import BanditTarget, evidence_commands
 from router.core.errors import Conflict, InvalidInput, NotFound
 from router.core.ids import REQUEST_ID_RULE, valid_request_id
-from router.recording.events import label_type
+from router.recording.events import label_type, window_feedback_commands
 from router.storage import keys
 from router.storage.codec import as_text_dict, dumps
 from router.storage.scripts import ACCEPT_FEEDBACK_LUA, Command, KeyTable
@@ -203,6 +203,9 @@ class FeedbackWriter:
         ]
         if reward in (0.0, 1.0):
             commands.append(("HINCRBY", counters, (keys.FEEDBACK_BINARY, "1")))
+        if "window" in attribution and "slot" in attribution:
+            window, slot = int(attribution["window"]), int(attribution["slot"])
+            commands += window_feedback_commands(experiment, window, slot, answered, reward)
         propensity = float(attribution.get("propensity", "0"))
         if answered == attribution["variant"] and propensity > 0:
             # Inverse-propensity sums on the chosen arm, when that arm produced the reward.

@@ -26,6 +26,12 @@ key                                    type    holds
 ``turnout:flags:changed``              pubsub  channel: every flag change publishes ``{e}/{flag}``
 ``turnout:audit``                      stream  operators' changes: flags, rollbacks, promotions
 ``turnout:promotions``                 hash    ``{e}`` -> the file before its last promotion
+``turnout:exp:{e}:rollout``            hash    rollout and SRM state (``router.rollout.state``)
+``turnout:exp:{e}:rollout:history``    stream  every rollout transition, with its numbers
+``turnout:exp:{e}:rollout:lease``      string  ``{owner}|{fencing token}`` of the driver (TTL)
+``turnout:exp:{e}:rollout:fence``      string  the last fencing token handed out (INCR)
+``turnout:exp:{e}:rollout:window:{w}`` hash    counters of one weights window (``WINDOW_*``)
+``turnout:exp:{e}:alerts``             hash    Alertmanager alerts already acted on
 =====================================  ======  ===============================================
 
 Counters live until the experiment is archived; streams are capped; request hashes expire.
@@ -198,3 +204,47 @@ def flag_field(experiment: str, flag: str) -> str:
 
 AUDIT: Final = f"{PREFIX}:audit"
 PROMOTIONS: Final = f"{PREFIX}:promotions"
+
+
+# Rollouts (router.rollout). A window is the span during which one set of rollout weights was in
+# force; its counters are per variant, ``{v}|<field>``, and feedback is also per time slot of
+# the *request* (``{v}|fb_n|{slot}``), so a gate can count only requests older than its label
+# delay.
+WINDOW_ASSIGNED: Final = "assigned"
+"""Requests the policy sent to the variant under this window's weights (flags excluded)."""
+WINDOW_FAILED: Final = "failed"
+"""Of those, requests the variant failed (a fallback to the control, or no answer at all)."""
+WINDOW_LATENCY: Final = "lat_le:"
+"""Prefix of non-cumulative gateway-latency buckets (ms) of those requests."""
+WINDOW_FB_N: Final = "fb_n"
+WINDOW_FB_SUM: Final = "fb_sum"
+WINDOW_FB_SUMSQ: Final = "fb_sumsq"
+"""Feedback credited to the variant that answered, per time slot of the request."""
+
+
+def window_field(variant: str, field: str, slot: int | None = None) -> str:
+    return f"{variant}|{field}" if slot is None else f"{variant}|{field}|{slot}"
+
+
+def rollout(experiment: str) -> str:
+    return f"{PREFIX}:exp:{experiment}:rollout"
+
+
+def rollout_history(experiment: str) -> str:
+    return f"{PREFIX}:exp:{experiment}:rollout:history"
+
+
+def rollout_lease(experiment: str) -> str:
+    return f"{PREFIX}:exp:{experiment}:rollout:lease"
+
+
+def rollout_fence(experiment: str) -> str:
+    return f"{PREFIX}:exp:{experiment}:rollout:fence"
+
+
+def rollout_window(experiment: str, window: int) -> str:
+    return f"{PREFIX}:exp:{experiment}:rollout:window:{window}"
+
+
+def alerts_seen(experiment: str) -> str:
+    return f"{PREFIX}:exp:{experiment}:alerts"

@@ -121,3 +121,57 @@ local id = redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], '*', unpack(fields))
 redis.call('PUBLISH', ARGV[5], ARGV[1])
 return {id, old}
 """
+
+
+# Rollout driver lease (one experiment's keys only). KEYS: the lease, the fence counter.
+# ARGV: owner, TTL in ms. Returns the owner's fencing token (renewed or new), or 0 when another
+# owner holds it. A new holder always gets a larger token than any before it.
+ACQUIRE_LEASE_LUA = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local owner, token = string.match(current, '^(.*)|(%d+)$')
+  if owner == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return tonumber(token)
+  end
+  return 0
+end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. token, 'PX', ARGV[2])
+return token
+"""
+
+# KEYS: the lease. ARGV: the holder's lease value. Deletes it only if still held by that value.
+RELEASE_LEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# A rollout transition, compare-and-set on the state's sequence number and fenced by the lease.
+# KEYS: the state hash, the history stream, the lease. ARGV: the driver's lease value ('' for an
+# operator, who needs no lease), its fencing token ('' for an operator), the sequence number the
+# change was decided on, the history maxlen, JSON list of state fields, JSON list of history
+# fields ('' for no history entry and no new sequence number: a gate-evaluation update).
+# Returns 'ok', 'lost_lease', 'fenced' (a newer driver wrote since) or 'conflict' (the state moved
+# on since it was read).
+TRANSITION_LUA = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[1] then return 'lost_lease' end
+local fence = tonumber(redis.call('HGET', KEYS[1], 'fence') or '0')
+if ARGV[2] ~= '' and fence > tonumber(ARGV[2]) then return 'fenced' end
+local seq = redis.call('HGET', KEYS[1], 'seq') or '0'
+if seq ~= ARGV[3] then return 'conflict' end
+local fields = cjson.decode(ARGV[5])
+if ARGV[2] ~= '' then
+  fields[#fields + 1] = 'fence'
+  fields[#fields + 1] = ARGV[2]
+end
+if ARGV[6] ~= '' then
+  local next_seq = tostring(tonumber(seq) + 1)
+  fields[#fields + 1] = 'seq'
+  fields[#fields + 1] = next_seq
+  local entry = cjson.decode(ARGV[6])
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'seq', next_seq, unpack(entry))
+end
+redis.call('HSET', KEYS[1], unpack(fields))
+return 'ok'
+"""
