@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from router.cli import models, operator, replay, reports, serve, validate
+from router.cli import models, operator, replay, reports, rollout, serve, validate
 
 app = typer.Typer(
     help="Turnout: route traffic between machine-learning model versions.",
@@ -16,6 +16,7 @@ for commands in (models.app, serve.app, validate.app, reports.app):
     app.registered_commands += commands.registered_commands
     app.registered_groups += commands.registered_groups
 operator.register(app)
+app.add_typer(rollout.app, name="rollout")
 app.command()(replay.replay)
 
 

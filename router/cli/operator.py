@@ -18,7 +18,14 @@ from router.cli.common import (
     fail,
     print_json,
 )
-from router.cli.render import events_table, flags_table, show, status_table, weights_text
+from router.cli.render import (
+    events_table,
+    flags_table,
+    show,
+    srm_problems,
+    status_table,
+    weights_text,
+)
 
 flags_app = typer.Typer(help="Feature flags: list, set, clear, history.", no_args_is_help=True)
 
@@ -197,6 +204,8 @@ def status(url: UrlOption = None, token: TokenOption = None, as_json: JsonOption
         print_json({"experiments": experiments, "flags": flags, "audit": events})
         return
     console.print(status_table(experiments, flags))
+    for line in srm_problems(experiments):
+        err_console.print(f"[red]halted or warned[/red] {line}", highlight=False)
     for path, reason in experiments.get("refused", {}).items():
         err_console.print(f"[red]refused[/red] {path}: {reason}", highlight=False)
     if events is None:

@@ -230,7 +230,9 @@ def weights_text(weights: dict[str, float]) -> str:
 
 
 def status_table(experiments: dict[str, Any], flags: dict[str, Any] | None) -> Table:
-    table = Table("experiment", "model", "policy", "weights", "flags", "upstreams", "config")
+    table = Table(
+        "experiment", "model", "policy", "weights", "rollout / srm", "flags", "upstreams", "config"
+    )
     for exp in experiments["experiments"]:
         health = " ".join(
             f"{v} {'[green]up[/green]' if u['healthy'] else '[red]down[/red]'}"
@@ -241,12 +243,107 @@ def status_table(experiments: dict[str, Any], flags: dict[str, Any] | None) -> T
             exp["name"],
             exp["model"],
             f"{exp['policy']} (control {exp['control']})",
-            weights_text(exp["weights"]),
+            weights_text((exp.get("rollout") or {}).get("weights") or exp["weights"]),
+            rollout_cell(exp.get("rollout")),
             flag_summary(flags, exp["name"]),
             health,
             exp["config_version"],
         )
     return table
+
+
+def rollout_cell(summary: dict[str, Any] | None) -> str:
+    """A rollout's phase and step, and the SRM check's status, in one table cell."""
+    if not summary:
+        return "-"
+    parts = []
+    rollout = summary.get("rollout")
+    if rollout:
+        step = rollout.get("step")
+        where = "" if step is None else f" step {step + 1}/{len(rollout['steps'])}"
+        parts.append(f"{rollout['candidate']} {rollout['phase']}{where}")
+    srm = summary.get("srm")
+    if srm:
+        colour = {"ok": "green", "warn": "yellow", "halt": "bold red"}.get(srm["status"], "white")
+        parts.append(f"srm [{colour}]{srm['status']}[/{colour}]")
+    return ", ".join(parts) or "-"
+
+
+def srm_problems(experiments: dict[str, Any]) -> list[str]:
+    """Why an experiment's SRM check warns or halts, one line each."""
+    lines = []
+    for exp in experiments["experiments"]:
+        srm = (exp.get("rollout") or {}).get("srm")
+        if srm and srm["status"] != "ok":
+            last = srm.get("last") or {}
+            lines.append(
+                f"{exp['name']}: sample ratio mismatch ({srm['status']}): assigned "
+                f"{last.get('counts')}, expected shares {last.get('expected')}, anytime p "
+                f"{_fmt(last.get('p_value'), '.2g')}"
+            )
+    return lines
+
+
+def render_rollout(console: Console, data: dict[str, Any]) -> None:
+    """``turnout rollout status``: where the rollout stands, each gate, what comes next."""
+    console.print(
+        f"[bold]{data['experiment']}[/bold] (control {data['control']}); weights in force "
+        f"{weights_text(data['weights'])}",
+        highlight=False,
+    )
+    rollout = data.get("rollout")
+    if rollout:
+        step = rollout["step"]
+        where = "-" if step is None else ("entry gate" if step < 0 else f"{step + 1}")
+        console.print(
+            f"candidate {rollout['candidate']}: {rollout['phase']}, step {where} of "
+            f"{rollout['steps']} ({_fmt(rollout['percent'], 'g')}%), "
+            f"{_fmt(rollout['step_age_s'], '.0f')} s on this step; "
+            f"alpha {rollout['alpha']:g} ({rollout['alpha_per_gate_and_step']:.2g} per gate "
+            "and step)",
+            highlight=False,
+        )
+        if rollout["reason"]:
+            console.print(f"last change: {rollout['reason']}", highlight=False)
+        gates = Table("gate", "verdict", "estimate", "interval", "n", "method", "detail")
+        for gate in rollout["gates"]:
+            n = ", ".join(f"{k} {v:g}" for k, v in (gate.get("n") or {}).items())
+            gates.add_row(
+                gate["gate"],
+                gate["verdict"],
+                _fmt(gate.get("estimate"), ".4f"),
+                _interval(gate.get("interval")),
+                n or "-",
+                gate.get("method", ""),
+                gate.get("detail", ""),
+            )
+        console.print(gates)
+        console.print(f"next: {rollout['next']}", highlight=False)
+    srm = data.get("srm")
+    if srm:
+        last = srm.get("last") or {}
+        console.print(
+            f"srm ({srm['action']}, p {srm['p']:g}): {srm['status']}; anytime p "
+            f"{_fmt(last.get('p_value'), '.2g')}, assigned {last.get('counts')}",
+            highlight=False,
+        )
+    history = Table("when", "action", "by", "from", "to", "reason", title="history")
+    for item in data.get("history", [])[-10:]:
+        history.add_row(
+            when(float(item.get("ts", 0))),
+            str(item.get("action")),
+            str(item.get("actor", "")),
+            _position(item.get("from")),
+            _position(item.get("to")),
+            str(item.get("reason", "")),
+        )
+    console.print(history)
+
+
+def _position(value: Any) -> str:
+    if not isinstance(value, dict):
+        return "-"
+    return f"{value.get('phase')} {_fmt(value.get('percent'), 'g')}%"
 
 
 def flag_summary(flags: dict[str, Any] | None, name: str) -> str:

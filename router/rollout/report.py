@@ -19,9 +19,16 @@ def rollout_report(
 ) -> dict[str, Any]:
     rollout = experiment.rollout
     known = state is not None and state.known
-    current = known and state is not None and state.fingerprint == fingerprint(experiment)
+    current = (
+        rollout is not None
+        and known
+        and state is not None
+        and state.fingerprint == fingerprint(experiment)
+    )
     out: dict[str, Any] = {
         "experiment": experiment.name,
+        "phase": state.phase if known and state else None,
+        # the last rollout's phase, even once a promotion removed the rollout block
         "control": experiment.control,
         "weights": weights,
         "srm": None,

@@ -1,0 +1,374 @@
+"""Stepped rollouts end to end: real Redis, worker and gateway processes, fast settings.
+
+- a good candidate on two replicas reaches 100% and is promoted, one transition per step;
+- a candidate whose worker starts failing mid-rollout is rolled back automatically;
+- a skewed assignment halts on SRM (no promotion; ``turnout status`` says why);
+- restarting the gateway mid-rollout resumes at the same step;
+- a firing Alertmanager payload rolls back, once.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from typer.testing import CliRunner
+
+from router.cli import app as cli
+from router.local.processes import ManagedProcess, free_port, http_ok, poll_until
+from router.local.redis_server import EmbeddedRedis
+from router.storage import keys
+from tests.conftest import Gateway, GatewayFactory, WorkerFactory, write_experiment
+
+pytestmark = pytest.mark.slow
+
+DB = 9  # a database of its own on the shared test server
+TOKEN = "rollout-token-0123456789"
+FAST = {
+    "TURNOUT_ROLLOUT_CHECK_INTERVAL": "0.2",
+    "TURNOUT_ROLLOUT_REFRESH_INTERVAL": "0.2",
+    "TURNOUT_ROLLOUT_LEASE_TTL": "2",
+    "TURNOUT_ROLLOUT_SLOT_SECONDS": "1",
+    "TURNOUT_RECORDING_FLUSH_INTERVAL": "0.05",
+    "TURNOUT_ADMIN_TOKENS": json.dumps({"ops": TOKEN}),
+    "TURNOUT_ACCESS_LOG": "false",
+    "TURNOUT_BREAKER_RESET_SECONDS": "30",
+}
+
+
+@dataclass
+class Env:
+    redis_url: str
+    redis: redis.Redis
+    workers: dict[str, str]
+    root: Path
+
+
+@pytest.fixture(scope="module")
+def env(
+    start_worker: WorkerFactory,
+    redis_server: EmbeddedRedis,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Env]:
+    url = redis_server.url.rsplit("/", 1)[0] + f"/{DB}"
+    client = redis.Redis.from_url(url, decode_responses=True)
+    client.flushdb()
+    workers = {v: start_worker(v).url for v in ("v1", "v2")}
+    yield Env(url, client, workers, tmp_path_factory.mktemp("rollouts"))
+    client.close()
+
+
+def rollout_yaml(
+    name: str,
+    urls: dict[str, str],
+    steps: list[int],
+    *,
+    interval: str = "1s",
+    min_samples: int = 100,
+    gates: str = "    - {metric: error_rate, max_increase: 0.2, hard_increase: 0.1}\n",
+    extra: str = "",
+) -> str:
+    return (
+        f"name: {name}\nmodel: m-{name}\ncontrol: v1\nvariants:\n"
+        + "".join(f"  {v}: {{url: '{u}'}}\n" for v, u in urls.items())
+        + "policy:\n  kind: canary\n  weights: {v1: 100, v2: 0}\n  sticky: user_id\n"
+        + f"rollout:\n  candidate: v2\n  steps: {steps}\n  interval: {interval}\n"
+        + f"  min_samples: {min_samples}\n  gates:\n{gates}"
+        + extra
+    )
+
+
+def start(env: Env, start_gateway: GatewayFactory, name: str, text: str, **more: str) -> Gateway:
+    folder = env.root / name
+    write_experiment(folder, text, f"{name}.yaml")
+    return start_gateway(folder, TURNOUT_REDIS_URL=env.redis_url, **FAST, **more)
+
+
+class Traffic:
+    """Requests (and optional feedback) from a background thread, bounded in count and time."""
+
+    def __init__(self, urls: list[str], model: str, feedback: float | None = None) -> None:
+        self.urls = urls
+        self.model = model
+        self.feedback = feedback
+        self.stop = threading.Event()
+        self.variants: Counter[str] = Counter()
+        self.statuses: Counter[int] = Counter()
+        self.users: list[str] | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Traffic:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(30)
+
+    def _run(self) -> None:
+        rng = random.Random(7)
+        with httpx.Client(timeout=10) as client:
+            for i in range(200_000):
+                if self.stop.is_set():
+                    return
+                url = self.urls[i % len(self.urls)]
+                user = rng.choice(self.users) if self.users else f"user-{rng.randrange(10**9)}"
+                try:
+                    r = client.post(
+                        f"{url}/models/{self.model}/predict",
+                        json={"text": "have a nice day", "user_id": user},
+                    )
+                except httpx.HTTPError:
+                    continue
+                self.statuses[r.status_code] += 1
+                if r.status_code != 200:
+                    continue
+                body = r.json()
+                self.variants[body["variant"]] += 1
+                if self.feedback is not None:
+                    client.post(
+                        f"{url}/feedback",
+                        json={"request_id": body["request_id"], "reward": self.feedback},
+                    )
+
+
+def rollout(url: str, name: str) -> dict[str, Any]:
+    r = httpx.get(f"{url}/experiments/{name}/rollout", timeout=5)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def phase(url: str, name: str) -> str:
+    return str(rollout(url, name)["phase"])
+
+
+def admin(url: str, method: str, path: str, token: str | None = TOKEN, **kw: Any) -> httpx.Response:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    return httpx.request(method, f"{url}{path}", headers=headers, timeout=10, **kw)
+
+
+def audit(env: Env, name: str) -> list[dict[str, str]]:
+    return [f for _, f in env.redis.xrange(keys.AUDIT) if f.get("experiment") == name]
+
+
+def test_good_candidate_on_two_replicas_is_promoted_with_one_transition_per_step(
+    env: Env, start_gateway: GatewayFactory
+) -> None:
+    name = "good"
+    gates = (
+        "    - {metric: error_rate, max_increase: 0.2}\n"
+        "    - {metric: reward, max_decrease: 0.2, label_delay: 1s}\n"
+    )
+    text = rollout_yaml(name, env.workers, [20, 50, 100], gates=gates)
+    a = start(env, start_gateway, name, text)
+    b = start_gateway(a.experiments_dir, TURNOUT_REDIS_URL=env.redis_url, **FAST)
+    with Traffic([a.url, b.url], f"m-{name}", feedback=1.0):
+        poll_until(lambda: phase(a.url, name) == "promoted", 120, what="promotion")
+    data = rollout(b.url, name)
+    actions = [item["action"] for item in data["history"]]
+    assert actions == ["start", "advance", "advance", "promote"], actions
+    seqs = [int(item["seq"]) for item in data["history"]]
+    assert seqs == list(range(1, len(seqs) + 1))
+    events = audit(env, name)
+    assert [e["action"] for e in events if e["action"].startswith("rollout_")] == [
+        "rollout_start",
+        "rollout_advance",
+        "rollout_advance",
+        "rollout_promote",
+    ]
+    advance = json.loads(next(e["new"] for e in events if e["action"] == "rollout_advance"))
+    error_gate = next(g for g in advance["gates"] if g["gate"] == "error_rate")
+    assert error_gate["verdict"] == "pass" and error_gate["n"]["candidate"] >= 100
+    assert len(error_gate["interval"]) == 2
+    assert any(e["action"] == "promote" for e in events)  # the file was rewritten, audited
+    text_now = (a.experiments_dir / f"{name}.yaml").read_text()
+    assert "blue_green" in text_now and "rollout" not in text_now.split("\n", 3)[-1]
+    for url in (a.url, b.url):
+        poll_until(
+            lambda u=url: (
+                httpx.get(f"{u}/experiments").json()["experiments"][0]["policy"] == "blue_green"
+            ),
+            10,
+            what="the promoted file to be loaded",
+        )
+
+
+def test_candidate_failing_mid_rollout_is_rolled_back(
+    env: Env, start_gateway: GatewayFactory, models_dir: Path, tmp_path: Path
+) -> None:
+    name = "failing"
+    port = free_port()
+
+    def worker(**extra: str) -> ManagedProcess:
+        process = ManagedProcess(
+            "worker-v2",
+            [sys.executable, "-m", "router", "worker", "--version", "v2", "--port", str(port)],
+            env={"TURNOUT_MODELS_DIR": str(models_dir), **extra},
+            log_path=tmp_path / f"worker-{len(extra)}.log",
+        ).start()
+        poll_until(lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), 30, what="worker v2")
+        return process
+
+    candidate = worker()
+    urls = {"v1": env.workers["v1"], "v2": f"http://127.0.0.1:{port}"}
+    text = rollout_yaml(name, urls, [20, 50, 100], interval="2s", min_samples=100)
+    gateway = start(env, start_gateway, name, text)
+    try:
+        with Traffic([gateway.url], f"m-{name}"):
+            poll_until(
+                lambda: (rollout(gateway.url, name)["rollout"]["step"] or 0) >= 1,
+                90,
+                what="the first advance",
+            )
+            candidate.stop()  # the candidate starts failing: every prediction a 500
+            candidate = worker(TURNOUT_WORKER_FAULT_STATUS="500")
+            poll_until(lambda: phase(gateway.url, name) == "rolled_back", 60, what="rollback")
+        data = rollout(gateway.url, name)
+        assert data["weights"] == {"v1": 100.0, "v2": 0.0}
+        last = data["history"][-1]
+        assert last["action"] == "rollback" and last["from"]["step"] >= 1
+        assert any(g["verdict"] == "fail" for g in last["gates"])
+        flags = admin(gateway.url, "GET", "/admin/flags").json()
+        assert flags["experiments"][name]["flags"]["forced_variant"] == "v1"
+        events = [e["action"] for e in audit(env, name)]
+        assert "rollout_rollback" in events and "rollback" in events
+        for _ in range(20):
+            r = httpx.post(
+                f"{gateway.url}/models/m-{name}/predict", json={"text": "hi", "user_id": "x"}
+            )
+            assert r.json()["served_variant"] == "v1"
+        verdict = httpx.get(f"{gateway.url}/experiments/{name}/verdict?http_status=true")
+        assert verdict.status_code == 412 and verdict.json()["verdict"] == "fail"
+    finally:
+        candidate.stop()
+
+
+def test_skewed_assignment_halts_on_srm(env: Env, start_gateway: GatewayFactory) -> None:
+    name = "skewed"
+    text = (
+        f"name: {name}\nmodel: m-{name}\ncontrol: v1\nvariants:\n"
+        + "".join(f"  {v}: {{url: '{u}'}}\n" for v, u in env.workers.items())
+        + "policy:\n  kind: canary\n  weights: {v1: 50, v2: 50}\n  sticky: user_id\n"
+        + "srm: {action: halt, p: 0.001}\n"
+    )
+    gateway = start(env, start_gateway, name, text)
+    traffic = Traffic([gateway.url], f"m-{name}")
+    # A few heavy users send most requests: sticky by user, so requests skew to their variants.
+    traffic.users = ["heavy-1", "heavy-2", "heavy-3"] + [f"u{i}" for i in range(30)]
+
+    def halted() -> bool:
+        listed = httpx.get(f"{gateway.url}/experiments").json()["experiments"][0]
+        return bool(listed["rollout"]["srm"]["status"] == "halt")
+
+    with traffic:
+        poll_until(halted, 60, what="the SRM halt")
+    report = rollout(gateway.url, name)
+    assert report["srm"]["last"]["mismatch"] is True and report["srm"]["last"]["p_value"] < 0.001
+    r = admin(
+        gateway.url,
+        "POST",
+        f"/admin/experiments/{name}/promote",
+        json={"version": "v2", "reason": "ship it"},
+    )
+    assert r.status_code == 409 and r.json()["error"] == "srm_halted"
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    assert f'turnout_srm_mismatch{{action="halt",experiment="{name}"}} 1.0' in metrics
+    result = CliRunner().invoke(
+        cli, ["status"], env={"TURNOUT_ADMIN_URL": gateway.url, "TURNOUT_ADMIN_TOKEN": TOKEN}
+    )
+    assert result.exit_code == 0, result.output
+    assert "sample ratio mismatch" in result.output and "halt" in result.output
+    assert any(e["action"] == "srm_halt" for e in audit(env, name))
+
+
+def test_restarted_gateway_resumes_at_the_same_step(
+    env: Env, start_gateway: GatewayFactory
+) -> None:
+    name = "restart"
+    text = rollout_yaml(name, env.workers, [10, 30, 60, 100], min_samples=60)
+    first = start(env, start_gateway, name, text)
+    with Traffic([first.url], f"m-{name}"):
+        poll_until(
+            lambda: (rollout(first.url, name)["rollout"]["step"] or 0) >= 1, 90, what="step 2"
+        )
+    before = rollout(first.url, name)["rollout"]
+    first.process.stop()
+    second = start_gateway(first.experiments_dir, TURNOUT_REDIS_URL=env.redis_url, **FAST)
+    after = rollout(second.url, name)
+    assert after["rollout"]["step"] == before["step"] and after["rollout"]["phase"] == "running"
+    percent = before["percent"]
+    assert after["weights"] == {"v1": 100.0 - percent, "v2": percent}
+    traffic = Traffic([second.url], f"m-{name}")
+    traffic.users = [f"user-{i}" for i in range(400)]
+    with traffic:
+        poll_until(lambda: sum(traffic.variants.values()) >= 400, 60, what="traffic")
+    share = traffic.variants["v2"] / sum(traffic.variants.values())
+    assert abs(share - percent / 100.0) < 0.12, (share, percent)
+    assert rollout(second.url, name)["rollout"]["step"] >= before["step"]
+
+
+def test_firing_alertmanager_payload_rolls_back_once(
+    env: Env, start_gateway: GatewayFactory
+) -> None:
+    name = "alerted"
+    text = rollout_yaml(name, env.workers, [10, 100], interval="1h", min_samples=100000)
+    gateway = start(env, start_gateway, name, text)
+    poll_until(lambda: phase(gateway.url, name) == "running", 20, what="the rollout to start")
+
+    def alert(status: str, experiment: str = name, action: str = "rollback") -> dict[str, Any]:
+        return {
+            "version": "4",
+            "status": status,
+            "receiver": "turnout",
+            "alerts": [
+                {
+                    "status": status,
+                    "labels": {
+                        "alertname": "TurnoutHighErrorRatio",
+                        "experiment": experiment,
+                        "turnout_action": action,
+                    },
+                    "annotations": {"summary": "errors"},
+                    "startsAt": "2026-11-30T10:00:00Z",
+                    "fingerprint": "abc123",
+                }
+            ],
+        }
+
+    def changes() -> tuple[object, ...]:
+        return (len(audit(env, name)), env.redis.hget(keys.FLAGS, f"{name}/forced_variant"))
+
+    before = changes()
+    for body, status in [
+        (alert("firing"), 401),
+        ({"alerts": "nope"}, 400),
+        ({"alerts": [{"status": "firing", "labels": {"experiment": name}, "x": 1}]}, 200),
+        ({"alerts": [{"status": "maybe", "labels": {}}]}, 400),
+        (alert("firing", action="explode"), 400),
+        (alert("firing", experiment="nosuch"), 404),
+        (alert("resolved"), 200),
+    ]:
+        token = None if status == 401 else TOKEN
+        r = admin(gateway.url, "POST", "/admin/alertmanager", token=token, json=body)
+        assert r.status_code == status, r.text
+        assert changes() == before, body
+    r = admin(gateway.url, "POST", "/admin/alertmanager", content=b"{not json", headers={})
+    assert r.status_code in (400, 415)
+    r = admin(gateway.url, "POST", "/admin/alertmanager", json=alert("firing"))
+    assert r.status_code == 200 and r.json()["calls"][0]["result"] == "acted"
+    assert phase(gateway.url, name) == "rolled_back"
+    acted = changes()
+    assert acted[1] == '"v1"'
+    r = admin(gateway.url, "POST", "/admin/alertmanager", json=alert("firing"))
+    assert r.json()["calls"][0]["result"].startswith("repeat")
+    assert changes() == acted
