@@ -294,3 +294,46 @@ def test_grafana_provisioning_matches_compose() -> None:
 def test_rule_expressions_are_not_empty() -> None:
     for item in rule_expressions():
         assert metric_names(item.expr), item.where
+
+
+# --- Alertmanager -----------------------------------------------------------------------------
+
+
+def amtool() -> str:
+    found = shutil.which("amtool")
+    requires_ci_tool(found is not None, "amtool (Debian prometheus-alertmanager)")
+    assert found is not None
+    return found
+
+
+def test_amtool_accepts_the_sample_alertmanager_config() -> None:
+    result = run([amtool(), "check-config", str(CONFIG / "alertmanager.yml")])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_amtool_refuses_a_broken_alertmanager_config(tmp_path: Path) -> None:
+    config = yaml.safe_load((CONFIG / "alertmanager.yml").read_text())
+    config["route"]["routes"][0]["receiver"] = "nobody"
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config))
+    result = run([amtool(), "check-config", str(path)])
+    assert result.returncode != 0
+    assert "nobody" in result.stdout + result.stderr
+
+
+def test_alertmanager_sends_the_acting_alerts_to_the_gateway_receiver() -> None:
+    config = yaml.safe_load((CONFIG / "alertmanager.yml").read_text())
+    (route,) = [r for r in config["route"]["routes"] if r["receiver"] == "turnout"]
+    (receiver,) = [r for r in config["receivers"] if r["name"] == "turnout"]
+    (hook,) = receiver["webhook_configs"]
+    assert hook["url"].endswith("/admin/alertmanager")
+    assert hook["http_config"]["authorization"]["type"] == "Bearer"
+    acting = [r for r in rules() if "turnout_action" in r.get("labels", {})]
+    assert acting, "no alert asks Turnout to act"
+    for rule in acting:
+        action = rule["labels"]["turnout_action"]
+        assert action in ("rollback", "pause"), rule["alert"]
+        assert re.fullmatch(r"rollback|pause", action)
+        assert 'turnout_action=~"rollback|pause"' in route["matchers"]
+        assert "experiment" in rule["expr"], rule["alert"]  # the label the receiver needs
