@@ -6,7 +6,7 @@ transition history (what ``turnout rollout status`` and the console's timeline d
 ``GET /experiments/{name}/verdict``: ``{"verdict": "pass" | "fail" | "inconclusive", ...}``,
 always 200, for Argo Rollouts' ``web`` metric provider (``successCondition: result.verdict ==
 "pass"``, ``failureCondition: result.verdict == "fail"``); with ``?http_status=true`` the status
-code says it, for a Flagger webhook: 200 pass, 412 fail, 425 inconclusive.
+code says it, for a Flagger webhook (which POSTs): 200 pass, 412 fail, 425 inconclusive.
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ def rollout_router(
         )
 
     @router.get("/experiments/{name}/verdict")
+    @router.post("/experiments/{name}/verdict")  # Flagger's webhooks POST (the body is ignored)
     async def verdict(name: str, request: Request) -> Response:
         route = table.require(name)
         exp = route.experiment

@@ -326,6 +326,11 @@ def test_firing_alertmanager_payload_rolls_back_once(
     text = rollout_yaml(name, env.workers, [10, 100], interval="1h", min_samples=100000)
     gateway = start(env, start_gateway, name, text)
     poll_until(lambda: phase(gateway.url, name) == "running", 20, what="the rollout to start")
+    argo = httpx.get(f"{gateway.url}/experiments/{name}/verdict")  # Argo's web provider
+    assert argo.status_code == 200 and argo.json()["verdict"] == "inconclusive"
+    flagger = httpx.post(f"{gateway.url}/experiments/{name}/verdict?http_status=true", json={})
+    assert flagger.status_code == 425 and flagger.json()["verdict"] == "inconclusive"
+    assert httpx.get(f"{gateway.url}/experiments/nosuch/verdict").status_code == 404
 
     def alert(status: str, experiment: str = name, action: str = "rollback") -> dict[str, Any]:
         return {
@@ -381,3 +386,5 @@ def test_firing_alertmanager_payload_rolls_back_once(
     r = admin(gateway.url, "POST", "/admin/alertmanager", json=alert("firing"))
     assert r.json()["calls"][0]["result"].startswith("repeat")
     assert changes() == acted
+    verdict = httpx.get(f"{gateway.url}/experiments/{name}/verdict").json()
+    assert verdict["verdict"] == "fail" and verdict["weights"] == {"v1": 100.0, "v2": 0.0}

@@ -464,3 +464,65 @@ def test_k8s_commands_env_and_ports_match_the_cli(k8s_rendered: Path) -> None:
     assert named == workers
     redis_url = gateway_env["TURNOUT_REDIS_URL"]
     assert urlsplit(redis_url).hostname in services
+
+
+# --- progressive delivery hooks (deploy/progressive) --------------------------------------------
+
+PROGRESSIVE = ROOT / "deploy" / "progressive"
+
+
+def progressive_docs() -> dict[str, dict[str, Any]]:
+    return {p.name: yaml.safe_load(p.read_text()) for p in sorted(PROGRESSIVE.glob("*.yaml"))}
+
+
+def test_progressive_manifests_are_kubernetes_objects() -> None:
+    """kubernetes-validate knows no CRD schema (it warns and passes), so the fields Argo
+    Rollouts and Flagger read are checked below; this catches broken YAML and metadata."""
+    docs = progressive_docs()
+    assert set(docs) == {"argo-analysis-template.yaml", "flagger-canary.yaml"}
+    result = run(
+        [venv_tool("kubernetes-validate"), "--strict", *map(str, PROGRESSIVE.glob("*.yaml"))]
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for doc in docs.values():
+        assert set(doc) == {"apiVersion", "kind", "metadata", "spec"}
+        assert doc["metadata"]["namespace"] == "turnout"
+
+
+def _verdict_path(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    assert parts.hostname == "turnout-gateway.turnout.svc.cluster.local"  # the gateway Service
+    match = re.fullmatch(r"/experiments/([^/]+)/verdict", parts.path)
+    assert match, url
+    return match.group(1), parts.query
+
+
+def _k8s_experiment() -> str:
+    text = (K8S / "experiments" / "profanity.yaml").read_text()
+    return parse_experiment(text, Path("profanity.yaml")).experiment.name
+
+
+def test_argo_analysis_template_reads_the_verdict_json() -> None:
+    doc = progressive_docs()["argo-analysis-template.yaml"]
+    assert (doc["apiVersion"], doc["kind"]) == ("argoproj.io/v1alpha1", "AnalysisTemplate")
+    (metric,) = doc["spec"]["metrics"]
+    web = metric["provider"]["web"]
+    args = {a["name"]: a.get("value") for a in doc["spec"]["args"]}
+    name, query = _verdict_path(web["url"].replace("{{args.experiment}}", args["experiment"]))
+    assert name == _k8s_experiment() and query == ""  # always 200: Argo reads the JSON
+    assert web["jsonPath"] == "{$.verdict}" and web.get("method", "GET") == "GET"
+    assert metric["successCondition"] == 'result == "pass"'
+    assert metric["failureCondition"] == 'result == "fail"'
+    assert set(re.findall(r"\{\{args\.(\w+)\}\}", web["url"])) <= set(args)
+
+
+def test_flagger_canary_webhook_uses_status_codes() -> None:
+    doc = progressive_docs()["flagger-canary.yaml"]
+    assert (doc["apiVersion"], doc["kind"]) == ("flagger.app/v1beta1", "Canary")
+    analysis = doc["spec"]["analysis"]
+    (hook,) = analysis["webhooks"]
+    assert hook["type"] in ("rollout", "pre-rollout")
+    name, query = _verdict_path(hook["url"])
+    assert name == _k8s_experiment() and query == "http_status=true"
+    assert analysis["threshold"] >= 5  # an inconclusive verdict counts as a failed check
+    assert re.fullmatch(r"\d+[sm]", analysis["interval"]) and re.fullmatch(r"\d+s", hook["timeout"])
