@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import sys
 import threading
 from collections import Counter
@@ -22,13 +23,21 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import yaml
 from typer.testing import CliRunner
 
 from router.cli import app as cli
 from router.local.processes import ManagedProcess, free_port, http_ok, poll_until
 from router.local.redis_server import EmbeddedRedis
 from router.storage import keys
-from tests.conftest import Gateway, GatewayFactory, WorkerFactory, write_experiment
+from tests.config_refs import CONFIG
+from tests.conftest import (
+    Gateway,
+    GatewayFactory,
+    WorkerFactory,
+    requires_ci_tool,
+    write_experiment,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -388,3 +397,61 @@ def test_firing_alertmanager_payload_rolls_back_once(
     assert changes() == acted
     verdict = httpx.get(f"{gateway.url}/experiments/{name}/verdict").json()
     assert verdict["verdict"] == "fail" and verdict["weights"] == {"v1": 100.0, "v2": 0.0}
+
+
+def test_a_real_alertmanager_rolls_back_through_the_sample_config(
+    env: Env, start_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    """Debian's Alertmanager with config/alertmanager.yml (pointed at this gateway) delivers a
+    firing alert to POST /admin/alertmanager, with the bearer token from its credentials file."""
+    binary = shutil.which("prometheus-alertmanager")
+    requires_ci_tool(binary is not None, "prometheus-alertmanager")
+    assert binary is not None
+    name = "alertmanager"
+    text = rollout_yaml(name, env.workers, [10, 100], interval="1h", min_samples=100000)
+    gateway = start(env, start_gateway, name, text)
+    poll_until(lambda: phase(gateway.url, name) == "running", 20, what="the rollout to start")
+    config = yaml.safe_load((CONFIG / "alertmanager.yml").read_text())
+    (receiver,) = [r for r in config["receivers"] if r["name"] == "turnout"]
+    hook = receiver["webhook_configs"][0]
+    hook["url"] = f"{gateway.url}/admin/alertmanager"
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    hook["http_config"]["authorization"]["credentials_file"] = str(token_file)
+    config["route"]["routes"][0]["group_wait"] = "0s"
+    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    manager = ManagedProcess(
+        "alertmanager",
+        [
+            binary,
+            f"--config.file={tmp_path / 'alertmanager.yml'}",
+            f"--storage.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        log_path=tmp_path / "alertmanager.log",
+    ).start()
+    try:
+        api = f"http://127.0.0.1:{port}/api/v2"
+        poll_until(lambda: http_ok(f"{api}/status"), 30, what="alertmanager")
+        alert = [
+            {
+                "labels": {
+                    "alertname": "TurnoutFallbackRate",
+                    "experiment": name,
+                    "variant": "v2",
+                    "turnout_action": "rollback",
+                    "severity": "warn",
+                },
+                "annotations": {"summary": "fallbacks"},
+            }
+        ]
+        assert httpx.post(f"{api}/alerts", json=alert, timeout=5).status_code == 200
+        poll_until(lambda: phase(gateway.url, name) == "rolled_back", 60, what="the rollback")
+        events = audit(env, name)
+        rollbacks = [e for e in events if e["action"] == "rollback"]
+        assert len(rollbacks) == 1 and rollbacks[0]["actor"] == "ops"
+        assert "TurnoutFallbackRate" in rollbacks[0]["reason"]
+    finally:
+        manager.stop()
