@@ -48,6 +48,7 @@ bench: train
 	$(BIN)/python -m benchmarks.hashing
 	$(BIN)/python -m benchmarks.bandit_regret
 	$(BIN)/python -m benchmarks.bandit_replay
+	$(BIN)/python -m benchmarks.rollout_sim
 
 clean:
 	rm -rf $(VENV) models .mypy_cache .ruff_cache
