@@ -41,6 +41,9 @@ from router.storage import keys
 
 log = logging.getLogger("turnout.rollout")
 ACTOR = "rollout"
+DOWN_LOOKS = 3
+"""Consecutive looks the candidate must be seen down before that fails the rollout (one failed
+health probe is no evidence)."""
 
 
 class Operator(Protocol):
@@ -95,6 +98,7 @@ class RolloutController:
         self.clock = clock
         self.owner = uuid.uuid4().hex[:12]
         self.leases: dict[str, Lease] = {}
+        self.down_looks: dict[str, int] = {}
 
     async def run(self) -> None:
         while True:
@@ -147,11 +151,16 @@ class RolloutController:
             parse_window(recorded.window),
             now,
             self.slot_seconds,
-            candidate_down=route.upstreams[candidate].down(),
+            candidate_down=self._still_down(route, candidate),
             shadow=shadow,
         )
         evaluation = decide(exp, state, look)
         await self._apply(route, lease, state, evaluation, now)
+
+    def _still_down(self, route: Route, candidate: str) -> bool:
+        looks = self.down_looks.get(route.name, 0) + 1 if route.upstreams[candidate].down() else 0
+        self.down_looks[route.name] = looks
+        return looks >= DOWN_LOOKS
 
     async def _start(self, route: Route, lease: Lease, state: RolloutState, now: float) -> None:
         exp = route.experiment

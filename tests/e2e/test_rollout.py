@@ -455,3 +455,75 @@ def test_a_real_alertmanager_rolls_back_through_the_sample_config(
         assert "TurnoutFallbackRate" in rollbacks[0]["reason"]
     finally:
         manager.stop()
+
+
+def test_operator_commands_through_the_cli(env: Env, start_gateway: GatewayFactory) -> None:
+    folder = env.root / "cli"
+    slow = {"interval": "1h", "min_samples": 100000}
+    write_experiment(folder, rollout_yaml("cli-a", env.workers, [10, 100], **slow), "a.yaml")  # type: ignore[arg-type]
+    write_experiment(folder, rollout_yaml("cli-b", env.workers, [10, 100], **slow), "b.yaml")  # type: ignore[arg-type]
+    gateway = start_gateway(folder, TURNOUT_REDIS_URL=env.redis_url, **FAST)
+    for name in ("cli-a", "cli-b"):
+        poll_until(lambda n=name: phase(gateway.url, n) == "running", 20, what="the rollouts")
+    runner = CliRunner()
+    cli_env = {"TURNOUT_ADMIN_URL": gateway.url, "TURNOUT_ADMIN_TOKEN": TOKEN, "COLUMNS": "200"}
+
+    def turnout(*args: str, token: str | None = TOKEN) -> Any:
+        return runner.invoke(cli, ["rollout", *args], env={**cli_env, "TURNOUT_ADMIN_TOKEN": token})
+
+    shown = turnout("status", "cli-a")
+    assert shown.exit_code == 0, shown.output
+    assert "candidate v2: running, step 1" in shown.output and "error_rate" in shown.output
+    assert "next:" in shown.output
+    as_json = json.loads(turnout("status", "cli-a", "--json").output)
+    assert as_json["rollout"]["gates"][0]["gate"] == "error_rate"
+
+    before = (len(audit(env, "cli-a")), phase(gateway.url, "cli-a"))
+    assert turnout("pause", "cli-a").exit_code == 2  # --reason is required
+    assert turnout("pause", "cli-a", "--reason", "x", token="wrong-token").exit_code == 1
+    assert turnout("pause", "nosuch", "--reason", "x").exit_code == 1
+    for path, body, status in [
+        ("/admin/experiments/cli-a/rollout/pause", {"reason": "x"}, 401),
+        ("/admin/experiments/nosuch/rollout/pause", {"reason": "x"}, 404),
+        ("/admin/experiments/cli-a/rollout/explode", {"reason": "x"}, 422),
+        ("/admin/experiments/cli-a/rollout/pause", {}, 422),
+    ]:
+        token = None if status == 401 else TOKEN
+        assert admin(gateway.url, "POST", path, token=token, json=body).status_code == status
+    assert (len(audit(env, "cli-a")), phase(gateway.url, "cli-a")) == before
+
+    paused = turnout("pause", "cli-a", "--reason", "looking into latency")
+    assert paused.exit_code == 0, paused.output
+    assert phase(gateway.url, "cli-a") == "paused"
+    again = turnout("pause", "cli-a", "--reason", "twice")
+    assert again.exit_code == 1 and "rollout_state" in again.output
+    poll_until(
+        lambda: (
+            'turnout_rollout_state{experiment="cli-a",state="paused"} 1.0'
+            in httpx.get(f"{gateway.url}/metrics").text
+        ),
+        10,
+        what="the paused state on /metrics",
+    )
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    assert 'turnout_rollout_step{experiment="cli-a"} 1.0' in metrics
+    assert (
+        'turnout_rollout_gate{experiment="cli-a",gate="error_rate",verdict="waiting"} 1.0'
+        in metrics
+    )
+    assert turnout("resume", "cli-a", "--reason", "fine").exit_code == 0
+    assert phase(gateway.url, "cli-a") == "running"
+    promoted = turnout("promote", "cli-a", "--reason", "ship it")
+    assert promoted.exit_code == 0, promoted.output
+    assert phase(gateway.url, "cli-a") == "promoted"
+    assert "blue_green" in (folder / "a.yaml").read_text()
+
+    aborted = turnout("abort", "cli-b", "--reason", "not today")
+    assert aborted.exit_code == 0, aborted.output
+    report = rollout(gateway.url, "cli-b")
+    assert report["phase"] == "aborted" and report["weights"] == {"v1": 100.0, "v2": 0.0}
+    assert turnout("promote", "cli-b", "--reason", "no").exit_code == 1
+    actions = [e["action"] for e in audit(env, "cli-b")]
+    assert actions == ["rollout_start", "rollout_abort"]
+    abort_event = audit(env, "cli-b")[-1]
+    assert abort_event["actor"] == "ops" and abort_event["reason"] == "not today"
