@@ -281,9 +281,11 @@ class AdminActions:
             "from": position(exp, state),
             "to": position(exp, new),
         }
+        if command == "promote":  # the file first: a refused rewrite changes nothing
+            await self.promotions.promote(route, exp.rollout.candidate, actor, reason)
         async with redis_call("nothing was changed"):
             reply = await store.write(route.name, None, state.seq, fields, history)
-        if reply != OK:
+        if reply != OK and command != "promote":  # a promoted file stands regardless
             raise Conflict(
                 f"the rollout moved on while this was decided ({reply}); look again and retry",
                 code="changed_since",
@@ -291,8 +293,6 @@ class AdminActions:
         await self.rollout_audit(
             route, f"rollout_{command}", position(exp, state), position(exp, new), reason, actor
         )
-        if command == "promote":
-            await self.promotions.promote(route, exp.rollout.candidate, actor, reason)
         if self.rollout_runtime is not None:
             with suppress(RedisError, OSError):
                 await self.rollout_runtime.refresh()
