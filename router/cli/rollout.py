@@ -51,49 +51,27 @@ def _command(
     _show(data, as_json)
 
 
-@app.command("pause")
-def pause(
-    name: ExperimentName,
-    reason: ReasonOption = None,
-    url: UrlOption = None,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Hold the current step (a failing gate still rolls back)."""
-    _command("pause", name, reason, url, token, as_json)
+COMMANDS = {
+    "pause": "Hold the current step (a failing gate still rolls back).",
+    "resume": "Resume a paused rollout, or one halted by a sample ratio mismatch (counts afresh).",
+    "abort": "Stop the rollout: all traffic back to the control.",
+    "promote": "Promote the candidate now (rewrites the file: blue-green, candidate as control).",
+}
 
 
-@app.command("resume")
-def resume(
-    name: ExperimentName,
-    reason: ReasonOption = None,
-    url: UrlOption = None,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Resume a paused rollout, or one halted by a sample ratio mismatch (counting afresh)."""
-    _command("resume", name, reason, url, token, as_json)
+def _register(command: str, summary: str) -> None:
+    def run(
+        name: ExperimentName,
+        reason: ReasonOption = None,
+        url: UrlOption = None,
+        token: TokenOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        _command(command, name, reason, url, token, as_json)
+
+    run.__doc__ = summary
+    app.command(command)(run)
 
 
-@app.command("abort")
-def abort(
-    name: ExperimentName,
-    reason: ReasonOption = None,
-    url: UrlOption = None,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Stop the rollout: all traffic back to the control."""
-    _command("abort", name, reason, url, token, as_json)
-
-
-@app.command("promote")
-def promote(
-    name: ExperimentName,
-    reason: ReasonOption = None,
-    url: UrlOption = None,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Promote the candidate now (the file is rewritten: blue-green, candidate as control)."""
-    _command("promote", name, reason, url, token, as_json)
+for _name, _summary in COMMANDS.items():
+    _register(_name, _summary)
