@@ -160,7 +160,10 @@ class AdminActions:
     # --- promotion, refused while a sample-ratio mismatch halts the experiment ------------
     async def promote(self, route: Route, variant: str, actor: str, reason: str) -> dict[str, Any]:
         state = await self.rollout_state_of(route) if self.rollout_store else None
-        if state is not None and state.srm_status == "halt":
+        halted = state is not None and state.srm_status == "halt"
+        if halted and state is not None and route.experiment.rollout is None:
+            halted = state.srm_scope == route.config_version
+        if halted:
             raise Conflict(
                 f"{route.name} is halted by a sample ratio mismatch: find its cause first "
                 "(turnout rollout status)",

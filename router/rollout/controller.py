@@ -299,10 +299,12 @@ class RolloutController:
         recorded = await self.store.recorded(route.name, None, None, route.config_version)
         look = Look({}, now, self.slot_seconds, assigned=recorded.assigned)
         srm = srm_of(exp, None, look)
-        fields: dict[str, object] = {"checked_at": repr(now)}
+        fields: dict[str, object] = {"checked_at": repr(now), "srm_scope": route.config_version}
         if srm is not None:
             fields["srm"] = srm.as_dict()
         status = state.srm_status
+        if state.srm_scope != route.config_version:  # a new config: its assignments count afresh
+            status = fields["srm_status"] = "ok"
         if srm is not None and srm.mismatch and status == "ok":
             assert exp.srm is not None
             status = exp.srm.action if exp.srm.action == "warn" else "halt"

@@ -61,6 +61,8 @@ class RolloutState:
     """The last sample-ratio test (plain data)."""
     srm_status: str = "ok"
     """``ok``, ``warn`` (mismatch seen, action warn) or ``halt``."""
+    srm_scope: str = ""
+    """Without a rollout: the config version the SRM status is about (a new one counts afresh)."""
     next_action: str = ""
     """What the driver would do next, in words."""
 
@@ -81,6 +83,7 @@ class RolloutState:
             checked_at=float(raw.get("checked_at", "0")),
             srm=_json(raw.get("srm"), None),
             srm_status=raw.get("srm_status", "ok"),
+            srm_scope=raw.get("srm_scope", ""),
             next_action=raw.get("next_action", ""),
         )
 

@@ -300,6 +300,11 @@ def test_skewed_assignment_halts_on_srm(env: Env, start_gateway: GatewayFactory)
     assert result.exit_code == 0, result.output
     assert "sample ratio mismatch" in result.output and "halt" in result.output
     assert any(e["action"] == "srm_halt" for e in audit(env, name))
+    # A new config version counts afresh (the halt was about the old one's assignments).
+    write_experiment(
+        gateway.experiments_dir, text.replace("v2: 50}", "v2: 50}  # fixed"), f"{name}.yaml"
+    )
+    poll_until(lambda: not halted(), 20, what="the new config to count afresh")
 
 
 def test_restarted_gateway_resumes_at_the_same_step(
@@ -480,8 +485,12 @@ def test_operator_commands_through_the_cli(env: Env, start_gateway: GatewayFacto
     write_experiment(folder, rollout_yaml("cli-a", env.workers, [10, 100], **slow), "a.yaml")  # type: ignore[arg-type]
     write_experiment(folder, rollout_yaml("cli-b", env.workers, [10, 100], **slow), "b.yaml")  # type: ignore[arg-type]
     gateway = start_gateway(folder, TURNOUT_REDIS_URL=env.redis_url, **FAST)
-    for name in ("cli-a", "cli-b"):
-        poll_until(lambda n=name: phase(gateway.url, n) == "running", 20, what="the rollouts")
+    for name in ("cli-a", "cli-b"):  # started, and looked at once (the gates have numbers)
+        poll_until(
+            lambda n=name: bool(rollout(gateway.url, n)["rollout"]["gates"]),
+            20,
+            what="the rollouts' first look",
+        )
     runner = CliRunner()
     cli_env = {"TURNOUT_ADMIN_URL": gateway.url, "TURNOUT_ADMIN_TOKEN": TOKEN, "COLUMNS": "200"}
 
