@@ -5,23 +5,34 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from router import hashing
+from router.core.errors import TurnoutError
+from router.core.http import check_text
+from router.core.inputs import FeatureType, InputKind, check_features
+from router.upstream.protocols import DEFAULT_PROTOCOL, PROTOCOLS, Payload
+from router.upstream.protocols import Settings as ProtocolSettings
 
 NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+FEATURE_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 WEIGHT_TOLERANCE = 1e-9
+MAX_SAMPLE_CHARS = 10_000
 
 
 class FieldError(ValueError):
@@ -36,11 +47,15 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Variant(Strict):
+class VariantFields(Strict):
+    """What every variant says, whatever its protocol."""
+
     url: str
-    """Base URL of the worker that serves this variant."""
+    """Base URL of the model server that serves this variant."""
     version: str | None = None
     """Model version this variant serves (defaults to the variant's name)."""
+    protocol: str = DEFAULT_PROTOCOL
+    """How the gateway talks to it: a key of ``router.upstream.protocols.PROTOCOLS``."""
 
     @field_validator("url")
     @classmethod
@@ -57,6 +72,103 @@ class Variant(Strict):
                 f"({', '.join(allowed)}; setting TURNOUT_ALLOWED_HOSTS)"
             )
         return url.rstrip("/")
+
+    def settings(self) -> ProtocolSettings:
+        """The protocol's own settings, apart from the variant's url and version."""
+        model = PROTOCOLS[self.protocol].settings
+        return model.model_validate({k: getattr(self, k) for k in model.model_fields})
+
+
+def _variant_model(protocol: str, settings: type[ProtocolSettings]) -> type[VariantFields]:
+    """A variant of one protocol: the common fields plus that protocol's settings, nothing else."""
+    bases: tuple[type[BaseModel], ...] = (VariantFields, settings)
+    model = create_model(
+        f"{protocol.title().replace('_', '')}Variant",
+        __base__=bases,
+        __module__=__name__,
+        protocol=(Literal[protocol], protocol),  # type: ignore[arg-type]
+    )
+    return model  # type: ignore[return-value]
+
+
+VARIANT_MODELS = {name: _variant_model(name, spec.settings) for name, spec in PROTOCOLS.items()}
+
+
+def protocol_of(value: Any) -> str:
+    raw = value.get("protocol", DEFAULT_PROTOCOL) if isinstance(value, dict) else value.protocol
+    return raw if isinstance(raw, str) else "?"
+
+
+def protocol_settings(protocol: str) -> list[str]:
+    """The settings a variant of ``protocol`` may have beside url, version and protocol."""
+    return sorted(PROTOCOLS[protocol].settings.model_fields)
+
+
+if TYPE_CHECKING:
+    Variant = VariantFields
+else:
+    Variant = Annotated[
+        Union[tuple(Annotated[m, Tag(n)] for n, m in VARIANT_MODELS.items())],  # noqa: UP007
+        Discriminator(
+            protocol_of,
+            custom_error_type="unknown_protocol",
+            custom_error_message=f"unknown protocol (known: {', '.join(PROTOCOLS)})",
+        ),
+    ]
+
+
+class InputConfig(Strict):
+    """What the experiment's model takes; the gateway checks every request against it once."""
+
+    kind: InputKind = "text"
+    """``text`` (one string, today's rules) or ``features`` (a JSON object of named values)."""
+    names: list[str] | None = None
+    """Feature names, in the order tensors and data frames take them (``features`` only)."""
+    types: FeatureType | dict[str, FeatureType] = "number"
+    """One type for every feature, or a type per name (unnamed ones: ``number``)."""
+
+    @field_validator("names")
+    @classmethod
+    def _check_names(cls, names: list[str] | None) -> list[str] | None:
+        if names is None:
+            return None
+        if not names:
+            raise ValueError("names must list at least one feature")
+        bad = [n for n in names if not re.match(FEATURE_NAME, n)]
+        if bad:
+            raise ValueError(f"feature names must match {FEATURE_NAME}: {', '.join(bad)}")
+        if len(set(names)) != len(names):
+            raise ValueError("feature names must not repeat")
+        return names
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> InputConfig:
+        if self.kind == "text":
+            stray = sorted(self.model_fields_set & {"names", "types"})
+            if stray:
+                raise ValueError(f"{', '.join(stray)} apply to kind: features only")
+            return self
+        if self.names is None:
+            raise ValueError("kind: features needs names (the feature names, in order)")
+        if isinstance(self.types, dict):
+            unknown = sorted(set(self.types) - set(self.names))
+            if unknown:
+                raise ValueError(f"types names unknown features: {', '.join(unknown)}")
+        return self
+
+    def type_map(self) -> dict[str, FeatureType]:
+        names = self.names or []
+        if isinstance(self.types, str):
+            return dict.fromkeys(names, self.types)
+        return {n: self.types.get(n, "number") for n in names}
+
+    def payload(self, body: Mapping[str, Any], max_chars: int) -> Payload:
+        """The request's input as every adapter takes it; a refusal is a 422 naming the field."""
+        if self.kind == "text":
+            return Payload("text", text=check_text(body.get("text"), max_chars))
+        names = self.names or []
+        values = check_features(body.get("features"), names, self.type_map(), max_chars)
+        return Payload("features", features=values)
 
 
 # Scheme-specific settings; setting one the chosen scheme ignores is refused, not ignored.
@@ -371,6 +483,23 @@ class Experiment(Strict):
     """A stepped rollout of a candidate, decided by gates (``router.rollout``)."""
     srm: SrmConfig | None = None
     """Sequential sample-ratio-mismatch check of the assignments against the weights."""
+    input: InputConfig = InputConfig()
+    """What the model takes: ``{kind: text}`` (the default) or named ``features``."""
+    sample_input: dict[str, Any] | None = None
+    """One request body (``{text: ...}`` or ``{features: {...}}``) for ``validate --probe``."""
+
+    @field_validator("sample_input")
+    @classmethod
+    def _check_sample(
+        cls, sample: dict[str, Any] | None, info: ValidationInfo
+    ) -> dict[str, Any] | None:
+        spec = info.data.get("input")
+        if sample is not None and isinstance(spec, InputConfig):
+            try:
+                spec.payload(sample, MAX_SAMPLE_CHARS)
+            except TurnoutError as exc:
+                raise ValueError(exc.detail) from None
+        return sample
 
     @field_validator("variants")
     @classmethod

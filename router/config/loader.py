@@ -11,8 +11,15 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from router.config.experiments import GATE_METRICS, Experiment, FieldError
+from router.config.experiments import (
+    GATE_METRICS,
+    Experiment,
+    FieldError,
+    protocol_of,
+    protocol_settings,
+)
 from router.core.errors import ConfigError
+from router.upstream.protocols import PROTOCOLS
 
 
 @dataclass(frozen=True)
@@ -73,20 +80,49 @@ def parse_experiment(
     except ValidationError as exc:
         reasons = []
         for err in exc.errors():
-            loc = [p for p in err["loc"] if p not in _UNION_TAGS]
+            loc = _without_tags(err["loc"])
             cause = (err.get("ctx") or {}).get("error")
             if isinstance(cause, FieldError):  # a cross-field check names the key it is about
                 loc += list(cause.loc)
             where = ".".join(str(p) for p in loc) or "(top level)"
             message = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                message = "unknown key"
+                message = _unknown_key(data, loc)
+            elif err["type"] == "unknown_protocol":
+                message = (
+                    f"unknown protocol {protocol_of(err['input'])!r} "
+                    f"(known: {', '.join(PROTOCOLS)})"
+                )
             reasons.append(f"{path}:{_line_of(root, loc)}: {where}: {message}")
         raise ConfigError("; ".join(reasons)) from None
     return LoadedExperiment(experiment, path, config_version(text.encode()))
 
 
-_UNION_TAGS = {"blue_green", "canary", "ab", "bandit", *GATE_METRICS}
+_POLICY_TAGS = {"blue_green", "canary", "ab", "bandit"}
+_GATE_TAGS = set(GATE_METRICS)
+
+
+def _without_tags(loc: Iterable[Any]) -> list[Any]:
+    """A pydantic location without the union tags it adds (``policy.canary.weights``)."""
+    out: list[Any] = []
+    for part in loc:
+        policy_tag = out == ["policy"] and part in _POLICY_TAGS
+        variant_tag = len(out) == 2 and out[0] == "variants" and part in PROTOCOLS
+        if not (policy_tag or variant_tag or part in _GATE_TAGS):
+            out.append(part)
+    return out
+
+
+def _unknown_key(data: dict[str, Any], loc: list[Any]) -> str:
+    """Name what a variant's protocol takes when a variant has a key it does not."""
+    if len(loc) == 3 and loc[0] == "variants":
+        variant = (data.get("variants") or {}).get(loc[1])
+        if isinstance(variant, dict):
+            protocol = protocol_of(variant)
+            if protocol in PROTOCOLS:
+                takes = ", ".join(["url", "version", "protocol", *protocol_settings(protocol)])
+                return f"not a setting of protocol {protocol} (it takes {takes})"
+    return "unknown key"
 
 
 def experiment_files(directory: Path) -> list[Path]:

@@ -59,6 +59,13 @@ class InvalidInput(TurnoutError):
     code = "invalid_input"
 
 
+class BadUpstreamAnswer(TurnoutError):
+    """The control answered, but in a form its protocol adapter cannot decode."""
+
+    status = 502
+    code = "bad_upstream_answer"
+
+
 class Unavailable(TurnoutError):
     status = 503
     code = "unavailable"

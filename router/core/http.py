@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 from typing import Any
 
 import orjson
@@ -34,8 +35,12 @@ def error_body(code: str, detail: str) -> dict[str, str]:
     return {"error": code, "detail": detail}
 
 
-async def read_json(request: Request, max_bytes: int) -> Any:
-    """Read and decode a JSON body, refusing oversize bodies before they are read whole."""
+async def read_json(request: Request, max_bytes: int, lenient_numbers: bool = False) -> Any:
+    """Read and decode a JSON body, refusing oversize bodies before they are read whole.
+
+    ``lenient_numbers`` also reads ``NaN``, ``Infinity`` and overflowing numbers (as Python's
+    own ``json`` writes them), so the input rules can name the field that holds one.
+    """
     content_type = request.headers.get("content-type", "")
     if content_type.split(";", 1)[0].strip().lower() != JSON_TYPE:
         raise UnsupportedMediaType(
@@ -59,6 +64,11 @@ async def read_json(request: Request, max_bytes: int) -> Any:
             raw.decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidEncoding("body is not valid UTF-8") from None
+        if lenient_numbers:
+            try:
+                return json.loads(raw)
+            except ValueError:
+                pass
         raise InvalidJSON(f"body is not valid JSON: {exc}") from None
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-import orjson
-
-from router.core.errors import Unavailable
+from router.core.errors import BadUpstreamAnswer, Unavailable
 from router.core.metrics import GatewayMetrics
 from router.routing.table import Route
+from router.upstream.failures import BadAnswer
 from router.upstream.pool import UpstreamFailure
+from router.upstream.protocols import Decoded, Payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,65 +17,66 @@ class Served:
     variant: str
     status: int
     body: bytes
-    prediction: dict[str, Any] | None
-    """The worker's decoded answer (None for a passed-through 4xx)."""
+    """The model server's own answer, untouched."""
+    decoded: Decoded | None
+    """The normalized label and score (None for a passed-through 4xx)."""
     fallback: bool
     upstream_seconds: float
 
 
-async def call_variant(route: Route, variant: str, payload: bytes, request_id: str) -> Served:
+async def call_variant(route: Route, variant: str, payload: Payload, request_id: str) -> Served:
     upstream = route.upstreams[variant]
     if not upstream.available():
         state = "unhealthy" if upstream.healthy is False else "circuit breaker open"
         raise UpstreamFailure(state)
-    response = await upstream.predict(payload, request_id)
-    if response.status >= 400:  # the worker refused the input: the client's error, not ours
-        return Served(variant, response.status, response.body, None, False, response.seconds)
-    try:
-        prediction = orjson.loads(response.body)
-    except orjson.JSONDecodeError:
-        upstream.breaker.record_failure()
-        raise UpstreamFailure("upstream answered with invalid JSON") from None
-    if not isinstance(prediction, dict):
-        upstream.breaker.record_failure()
-        raise UpstreamFailure("upstream answered with a non-object")
-    return Served(variant, response.status, response.body, prediction, False, response.seconds)
+    answer = await upstream.predict(payload, request_id)
+    return Served(variant, answer.status, answer.body, answer.decoded, False, answer.seconds)
 
 
 async def forward(
-    route: Route, variant: str, payload: bytes, request_id: str, metrics: GatewayMetrics
+    route: Route, variant: str, payload: Payload, request_id: str, metrics: GatewayMetrics
 ) -> Served:
     name = route.name
     try:
         return await call_variant(route, variant, payload, request_id)
     except UpstreamFailure as failure:
         metrics.upstream_failures.labels(name, variant).inc()
-        reason = failure.reason
+        first = failure
     control = route.experiment.control
     if variant == control:
-        raise Unavailable(f"{variant} could not answer ({reason})", code="no_upstream")
-    metrics.fallbacks.labels(name, variant, _reason_label(reason)).inc()
+        raise _no_answer(f"{variant} could not answer ({first.reason})", first)
+    metrics.fallbacks.labels(name, variant, _reason_label(first)).inc()
     try:
         served = await call_variant(route, control, payload, request_id)
     except UpstreamFailure as failure:
         metrics.upstream_failures.labels(name, control).inc()
-        raise Unavailable(
-            f"{variant} could not answer ({reason}) and neither could the control "
+        raise _no_answer(
+            f"{variant} could not answer ({first.reason}) and neither could the control "
             f"{control} ({failure.reason})",
-            code="no_upstream",
+            failure,
         ) from None
     return Served(
         served.variant,
         served.status,
         served.body,
-        served.prediction,
+        served.decoded,
         True,
         served.upstream_seconds,
     )
 
 
-def _reason_label(reason: str) -> str:
+def _no_answer(detail: str, failure: UpstreamFailure) -> BadUpstreamAnswer | Unavailable:
+    """502 when the last answer came but could not be read, 503 when nothing answered."""
+    if isinstance(failure, BadAnswer):
+        return BadUpstreamAnswer(detail)
+    return Unavailable(detail, code="no_upstream")
+
+
+def _reason_label(failure: UpstreamFailure) -> str:
     """A bounded label value for the fallback counter."""
+    if failure.kind is not None:
+        return failure.kind
+    reason = failure.reason
     if reason.startswith("upstream answered"):
         return "error_status"
     if reason in ("unhealthy", "circuit breaker open"):

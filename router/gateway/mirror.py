@@ -8,9 +8,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Protocol
-
-import orjson
+from typing import Protocol
 
 from router.config.experiments import ShadowConfig
 from router.core import logs
@@ -18,8 +16,8 @@ from router.core.metrics import GatewayMetrics
 from router.hashing import turnout_unit
 from router.recording.events import ShadowComparison
 from router.routing.table import Route
-from router.upstream.answer import score_of
 from router.upstream.pool import UpstreamFailure
+from router.upstream.protocols import Decoded, Payload
 
 log = logging.getLogger("turnout.shadow")
 
@@ -61,9 +59,9 @@ class ShadowMirror:
         route: Route,
         served: str,
         key: str | None,
-        payload: bytes,
+        payload: Payload,
         request_id: str,
-        prediction: dict[str, Any],
+        primary: Decoded,
         primary_latency_ms: float,
         rng: random.Random,
     ) -> None:
@@ -79,8 +77,8 @@ class ShadowMirror:
                 route.config_version,
                 served,
                 target,
-                prediction.get("label"),
-                score_of(prediction),
+                primary.label,
+                primary.score,
                 primary_latency_ms,
                 ts=self.clock(),
             )
@@ -91,28 +89,27 @@ class ShadowMirror:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-    async def _call(self, route: Route, base: ShadowComparison, payload: bytes) -> None:
+    async def _call(self, route: Route, base: ShadowComparison, payload: Payload) -> None:
         upstream = route.upstreams[base.shadow]
         if upstream.healthy is False:
             self._give_up(base, "dropped:unhealthy")
             return
         try:
-            response = await upstream.mirror(payload, base.request_id)
-            answer = orjson.loads(response.body) if response.status < 300 else None
-        except (UpstreamFailure, orjson.JSONDecodeError) as exc:
+            answer = await upstream.mirror(payload, base.request_id)
+        except UpstreamFailure as exc:
             self.metrics.shadow_errors.labels(base.experiment, base.shadow).inc()
             logs.event(log, "shadow_failed", logging.DEBUG, shadow=base.shadow, reason=str(exc))
             self._give_up(base, "error")
             return
-        if not isinstance(answer, dict):
+        if answer.decoded is None:  # the shadow refused the input
             self.metrics.shadow_errors.labels(base.experiment, base.shadow).inc()
             self._give_up(base, "error")
             return
         comparison = replace(
             base,
-            shadow_label=answer.get("label"),
-            shadow_score=score_of(answer),
-            shadow_latency_ms=response.seconds * 1000.0,
+            shadow_label=answer.decoded.label,
+            shadow_score=answer.decoded.score,
+            shadow_latency_ms=answer.seconds * 1000.0,
         )
         labels = (base.experiment, base.primary, base.shadow)
         self.metrics.shadow_comparisons.labels(*labels, str(comparison.agree).lower()).inc()

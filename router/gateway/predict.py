@@ -24,9 +24,10 @@ from starlette.responses import Response
 
 from router.admin.auth import AdminTokens
 from router.bandit.runtime import BanditRuntime
+from router.config.experiments import InputConfig
 from router.core import logs
 from router.core.errors import InvalidInput, NotFound, TurnoutError
-from router.core.http import check_text, read_json, require_object
+from router.core.http import read_json, require_object
 from router.core.ids import REQUEST_ID_RULE, new_request_id, valid_request_id
 from router.core.metrics import GatewayMetrics
 from router.core.settings import Settings
@@ -39,10 +40,11 @@ from router.recording.recorder import Recorder
 from router.rollout.runtime import RolloutRuntime
 from router.routing.steering import Steering, steer
 from router.routing.table import Route, RouteTable
-from router.upstream.answer import score_of
+from router.upstream.protocols import Payload
 
 log = logging.getLogger("turnout.gateway")
 MAX_USER_ID = 256
+TEXT_INPUT = InputConfig()
 
 
 def user_hash(salt: str, key: str) -> str:
@@ -54,7 +56,8 @@ def user_hash(salt: str, key: str) -> str:
 class PredictInput:
     """A request the front door accepted."""
 
-    text: str
+    payload: Payload
+    """The input, checked against the experiment's declared input."""
     key: str | None
     """The user key (body ``user_id``, else the ``X-User-Id`` header), if any."""
     request_id: str
@@ -131,38 +134,53 @@ class PredictPipeline:
     async def handle(self, request: Request, model: str | None) -> Response:
         started = time.perf_counter()
         try:
-            body = require_object(await read_json(request, self.settings.max_body_bytes))
-            accepted = self.accept(body, request.headers)
-            decided = self.steer(self.route(model), accepted, request.headers)
+            route = self.route(model)
+            body = await read_json(request, self.settings.max_body_bytes, lenient_numbers=True)
+            accepted = self.accept(require_object(body), request.headers, route.experiment.input)
         except TurnoutError as exc:
             self.metrics.rejected.labels(exc.code).inc()
             raise
-        payload = orjson.dumps({"text": accepted.text})
+        decided, served = await self.serve(route, accepted, request.headers, started)
+        return self.respond(accepted, decided, served)
+
+    async def serve(
+        self, route: Route, accepted: PredictInput, headers: Mapping[str, str], started: float
+    ) -> tuple[Decided, Served]:
+        """Steer, forward, finish and mirror one accepted request (every front door's core)."""
+        try:
+            decided = self.steer(route, accepted, headers)
+        except TurnoutError as exc:
+            self.metrics.rejected.labels(exc.code).inc()
+            raise
         served: Served | None = None
         try:
             served = await forward(
                 decided.route,
                 decided.steering.decision.variant,
-                payload,
+                accepted.payload,
                 accepted.request_id,
                 self.metrics,
             )
         finally:
             self.finish(accepted, decided, served, time.perf_counter() - started)
-        response = self.respond(accepted, decided, served)
-        if served.prediction is not None:
-            self.mirror_after(accepted, decided, served, payload)
-        return response
+        if served.decoded is not None:
+            self.mirror_after(accepted, decided, served)
+        return decided, served
 
     # --- the steps ------------------------------------------------------------------------
-    def accept(self, body: Mapping[str, Any], headers: Mapping[str, str]) -> PredictInput:
-        """The front door: the body's input rules; a refusal is a 4xx naming the field."""
-        text = check_text(body.get("text"), self.settings.max_text_chars)
+    def accept(
+        self,
+        body: Mapping[str, Any],
+        headers: Mapping[str, str],
+        spec: InputConfig = TEXT_INPUT,
+    ) -> PredictInput:
+        """The front door: the experiment's input rules; a refusal is a 4xx naming the field."""
+        payload = spec.payload(body, self.settings.max_text_chars)
         key = request_key(body, headers)
         context = body.get("context")
         if context is not None and not isinstance(context, dict):
             raise InvalidInput("'context' must be a JSON object")
-        return PredictInput(text, key, request_id_of(headers))
+        return PredictInput(payload, key, request_id_of(headers))
 
     def route(self, model: str | None) -> Route:
         """The experiment that owns ``model`` (the only one, when no model is named)."""
@@ -215,7 +233,7 @@ class PredictPipeline:
     ) -> Outcome:
         """What happened, as the recorder stores it (no raw text, no raw key)."""
         route, decision = decided.route, decided.steering.decision
-        prediction = served.prediction if served else None
+        decoded = served.decoded if served else None
         ts = self.clock()
         window = decided.window
         return Outcome(
@@ -230,8 +248,8 @@ class PredictPipeline:
             user_hash=decided.user_hash,
             status=served.status if served else 503,
             latency_ms=elapsed * 1000.0,
-            label=prediction.get("label") if prediction else None,
-            score=score_of(prediction),
+            label=decoded.label if decoded else None,
+            score=decoded.score if decoded else None,
             fallback=bool(served and served.fallback),
             ts=ts,
             forced=decided.steering.forced_by,
@@ -274,9 +292,10 @@ class PredictPipeline:
 
     def respond(self, accepted: PredictInput, decided: Decided, served: Served) -> Response:
         headers = {"x-request-id": accepted.request_id}
-        if served.prediction is None:  # the worker refused the input: pass its 4xx through
+        if served.decoded is None:  # the worker refused the input: pass its 4xx through
             return Response(served.body, served.status, headers, media_type="application/json")
         route, steering = decided.route, decided.steering
+        head = orjson.dumps({"label": served.decoded.label, "score": served.decoded.score})
         tail = orjson.dumps(
             {
                 "model": route.experiment.model,
@@ -293,25 +312,23 @@ class PredictPipeline:
                 "forced_ignored": steering.ignored,
             }
         )
-        # Splice the worker's bytes in: it was parsed once already, never re-encoded.
-        content = b'{"prediction":' + served.body + b"," + tail[1:]
+        # Splice the upstream's bytes in untouched: parsed once already, never re-encoded.
+        content = head[:-1] + b',"prediction":' + served.body + b"," + tail[1:]
         return Response(content, 200, headers, media_type="application/json")
 
-    def mirror_after(
-        self, accepted: PredictInput, decided: Decided, served: Served, payload: bytes
-    ) -> None:
+    def mirror_after(self, accepted: PredictInput, decided: Decided, served: Served) -> None:
         """Scheduled, not awaited: the mirror call starts once the response is on its way."""
         route = decided.route
         if route.experiment.shadow is None or not decided.flags.shadow_active:
             return
-        assert served.prediction is not None
+        assert served.decoded is not None
         self.mirror.mirror(
             route,
             served.variant,
             accepted.key,
-            payload,
+            accepted.payload,
             accepted.request_id,
-            served.prediction,
+            served.decoded,
             served.upstream_seconds * 1000.0,
             self.rng,
         )

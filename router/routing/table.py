@@ -112,7 +112,11 @@ class RouteTable:
         if before != after:
             self._install(loaded, refused)
             await self.pool.retain(
-                {u.url for r in self.snapshot.routes.values() for u in r.upstreams.values()}
+                {
+                    self.pool.key_of(u)
+                    for r in self.snapshot.routes.values()
+                    for u in r.upstreams.values()
+                }
             )
             self.metrics.config_reloads.labels("applied").inc()
             logs.event(log, "config_applied", experiments=after)
@@ -124,7 +128,10 @@ class RouteTable:
         routes = {}
         for name, item in loaded.items():
             exp = item.experiment
-            upstreams = {v: self.pool.get(cfg.url) for v, cfg in exp.variants.items()}
+            upstreams = {
+                v: self.pool.get(cfg.url, cfg.protocol, cfg.settings())
+                for v, cfg in exp.variants.items()
+            }
             routes[name] = Route(item, build_policy(exp), upstreams)
         by_model = {r.experiment.model: r for r in routes.values()}
         self.snapshot = Snapshot(routes, by_model, refused)

@@ -1,4 +1,4 @@
-"""Active health checks: every upstream's readiness, polled in the background."""
+"""Active health checks: every upstream's readiness, as its protocol defines it."""
 
 from __future__ import annotations
 
@@ -13,14 +13,19 @@ from router.upstream.pool import Upstream, UpstreamPool
 log = logging.getLogger("turnout.upstream")
 
 
-async def check_ready(upstream: Upstream, limit_seconds: float) -> bool:
+async def check_ready(upstream: Upstream, limit_seconds: float) -> bool | None:
+    """Ask the adapter; None: passive health only (the breaker decides)."""
+
+    async def get(path: str) -> tuple[int, bytes]:
+        return await upstream.get(path, limit_seconds)
+
     try:
-        async with upstream.session.get(
-            f"{upstream.url}/readyz", timeout=aiohttp.ClientTimeout(total=limit_seconds)
-        ) as response:
-            ok = response.status == 200
+        ok = await upstream.adapter.ready(get)
     except (aiohttp.ClientError, TimeoutError, OSError):
         ok = False
+    if ok is None:
+        upstream.passive = True
+        return None
     if ok != upstream.healthy:
         logs.event(log, "upstream_health", url=upstream.url, healthy=ok)
     upstream.healthy = ok

@@ -1,4 +1,9 @@
-"""Upstreams: one pooled aiohttp client per model server URL, shared by every experiment."""
+"""Upstreams: one pooled aiohttp client per model server, shared by every experiment naming it.
+
+An upstream is a base URL spoken to in one protocol with one set of settings: the adapter
+encodes each request and decodes each answer. An answer is read up to a size cap, redirects are
+not followed, and anything the adapter cannot decode is a ``BadAnswer``.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +13,37 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
+import orjson
 
 from router.upstream.breaker import CircuitBreaker
+from router.upstream.failures import BadAnswer, UpstreamFailure
+from router.upstream.protocols import (
+    PROTOCOLS,
+    Adapter,
+    Decoded,
+    Payload,
+    Settings,
+    build_adapter,
+)
 
-
-class UpstreamFailure(Exception):
-    """The upstream could not answer: connection error, timeout, 5xx or an open breaker."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+__all__ = ["Answer", "Upstream", "UpstreamFailure", "UpstreamPool", "UpstreamTimeouts"]
 
 
 @dataclass(frozen=True, slots=True)
 class UpstreamResponse:
     status: int
     body: bytes
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A model server's answer: its own bytes, untouched, and what the adapter read in them."""
+
+    status: int
+    body: bytes
+    decoded: Decoded | None
+    """None: a refusal (4xx) the protocol passes through to the client."""
     seconds: float
 
 
@@ -34,16 +54,41 @@ class UpstreamTimeouts:
     pool_size: int
     mirror_pool_size: int = 16
     mirror_total: float = 2.0
+    max_answer_bytes: int = 1_048_576
+
+
+@dataclass(frozen=True)
+class UpstreamKey:
+    url: str
+    protocol: str
+    settings: str
+    """The protocol settings as canonical JSON: one upstream per distinct way of calling."""
+
+    @classmethod
+    def of(cls, url: str, protocol: str, settings: Settings) -> UpstreamKey:
+        dumped = orjson.dumps(settings.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        return cls(url, protocol, dumped.decode())
 
 
 class Upstream:
-    """One worker base URL with its own connection pool and breaker."""
+    """One model server base URL with its protocol adapter, connection pool and breaker."""
 
-    def __init__(self, url: str, timeouts: UpstreamTimeouts, breaker: CircuitBreaker) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeouts: UpstreamTimeouts,
+        breaker: CircuitBreaker,
+        adapter: Adapter,
+        protocol: str = "turnout",
+    ) -> None:
         self.url = url
-        self.predict_url = f"{url}/predict"
+        self.protocol = protocol
+        self.adapter = adapter
         self.breaker = breaker
+        self.max_answer_bytes = timeouts.max_answer_bytes
         self.healthy: bool | None = None  # unknown until the first active check
+        self.passive = False
+        """No readiness route: only the breaker says whether it can answer."""
         connector = aiohttp.TCPConnector(
             limit=timeouts.pool_size, keepalive_timeout=30, enable_cleanup_closed=True
         )
@@ -61,19 +106,23 @@ class Upstream:
         """Not known to be down; consumes the half-open probe slot when there is one."""
         return self.healthy is not False and self.breaker.allow()
 
-    async def predict(self, body: bytes, request_id: str) -> UpstreamResponse:
+    def ready(self) -> bool:
+        """Can answer now as far as the gateway knows: ready at the last check (passive: its
+        breaker is not cooling down)."""
+        if self.passive:
+            return not self.breaker.cooling_down()
+        return self.healthy is True and not self.breaker.cooling_down()
+
+    async def predict(self, payload: Payload, request_id: str) -> Answer:
         try:
-            response = await _post(self.session, self.predict_url, body, request_id)
+            answer = await self._call(self.session, payload, request_id)
         except UpstreamFailure:
             self.breaker.record_failure()
             raise
-        if response.status >= 500:
-            self.breaker.record_failure()
-            raise UpstreamFailure(f"upstream answered {response.status}")
         self.breaker.record_success()
-        return response
+        return answer
 
-    async def mirror(self, body: bytes, request_id: str) -> UpstreamResponse:
+    async def mirror(self, payload: Payload, request_id: str) -> Answer:
         """A shadow call: its own small pool and timeout, and no say in the breaker, so a slow
         or failing shadow can neither starve nor trip the variant's live traffic."""
         if self.mirror_session is None:
@@ -82,10 +131,35 @@ class Upstream:
                 timeout=aiohttp.ClientTimeout(total=self.mirror_timeout),
                 skip_auto_headers=("User-Agent",),
             )
-        response = await _post(self.mirror_session, self.predict_url, body, request_id)
-        if response.status >= 500:
-            raise UpstreamFailure(f"upstream answered {response.status}")
-        return response
+        return await self._call(self.mirror_session, payload, request_id)
+
+    async def _call(
+        self, session: aiohttp.ClientSession, payload: Payload, request_id: str
+    ) -> Answer:
+        call = self.adapter.encode(payload, request_id)
+        response = await _post(
+            session, self.url + call.path, call.body, request_id, self.max_answer_bytes
+        )
+        status = response.status
+        if status >= 500:
+            raise UpstreamFailure(f"upstream answered {status}")
+        if 300 <= status < 400:
+            raise BadAnswer("redirect", f"upstream answered {status} (redirects are not followed)")
+        if status >= 400:
+            if self.adapter.passes_refusals:
+                return Answer(status, response.body, None, response.seconds)
+            raise BadAnswer("refused", f"upstream answered {status}")
+        decoded = self.adapter.decode(response.body, request_id)
+        return Answer(status, response.body, decoded, response.seconds)
+
+    async def get(self, path: str, limit_seconds: float) -> tuple[int, bytes]:
+        """A readiness or metadata GET under the base URL."""
+        async with self.session.get(
+            self.url + path,
+            timeout=aiohttp.ClientTimeout(total=limit_seconds),
+            allow_redirects=False,
+        ) as response:
+            return response.status, await response.content.read(self.max_answer_bytes)
 
     def down(self) -> bool:
         """Known to be down: unhealthy, or its breaker open and still cooling down (once the
@@ -99,22 +173,40 @@ class Upstream:
 
 
 async def _post(
-    session: aiohttp.ClientSession, url: str, body: bytes, request_id: str
+    session: aiohttp.ClientSession, url: str, body: bytes, request_id: str, cap: int
 ) -> UpstreamResponse:
     started = time.perf_counter()
     try:
         async with session.post(
-            url, data=body, headers={"content-type": "application/json", "x-request-id": request_id}
+            url,
+            data=body,
+            headers={"content-type": "application/json", "x-request-id": request_id},
+            allow_redirects=False,
         ) as response:
-            payload = await response.read()
             status = response.status
+            payload = await _read_capped(response, cap)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise UpstreamFailure(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
     return UpstreamResponse(status, payload, time.perf_counter() - started)
 
 
+async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
+    """The whole answer, or ``BadAnswer`` as soon as it grows past ``cap`` bytes."""
+    declared = response.content_length
+    if declared is not None and declared > cap:
+        raise BadAnswer("too_large", f"answer of {declared} bytes exceeds the cap of {cap}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > cap:
+            raise BadAnswer("too_large", f"answer exceeds the cap of {cap} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class UpstreamPool:
-    """Upstreams by URL, shared by every experiment that names the URL."""
+    """Upstreams by (URL, protocol, settings), shared by every experiment that names one."""
 
     def __init__(
         self,
@@ -123,19 +215,27 @@ class UpstreamPool:
     ) -> None:
         self.timeouts = timeouts
         self.breaker_factory = breaker_factory
-        self.upstreams: dict[str, Upstream] = {}
+        self.upstreams: dict[UpstreamKey, Upstream] = {}
 
-    def get(self, url: str) -> Upstream:
-        upstream = self.upstreams.get(url)
+    def get(
+        self, url: str, protocol: str = "turnout", settings: Settings | None = None
+    ) -> Upstream:
+        settings = settings or PROTOCOLS[protocol].settings()
+        key = UpstreamKey.of(url, protocol, settings)
+        upstream = self.upstreams.get(key)
         if upstream is None:
-            upstream = Upstream(url, self.timeouts, self.breaker_factory())
-            self.upstreams[url] = upstream
+            adapter = build_adapter(protocol, settings)
+            upstream = Upstream(url, self.timeouts, self.breaker_factory(), adapter, protocol)
+            self.upstreams[key] = upstream
         return upstream
 
-    async def retain(self, urls: set[str]) -> None:
-        """Close the pools of URLs that no experiment names any more."""
-        for url in [u for u in self.upstreams if u not in urls]:
-            await self.upstreams.pop(url).close()
+    async def retain(self, keep: set[UpstreamKey]) -> None:
+        """Close the pools of upstreams that no experiment names any more."""
+        for key in [k for k in self.upstreams if k not in keep]:
+            await self.upstreams.pop(key).close()
+
+    def key_of(self, upstream: Upstream) -> UpstreamKey:
+        return next(k for k, u in self.upstreams.items() if u is upstream)
 
     async def close(self) -> None:
         await asyncio.gather(*(u.close() for u in self.upstreams.values()))
