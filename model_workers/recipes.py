@@ -1,4 +1,9 @@
-"""Training recipes of the profanity family: three pipelines that differ for real."""
+"""Training recipes: the profanity family (text, binary) and the wine family (tabular, 3 classes).
+
+Artifacts hold scikit-learn objects only, never a function of ours: a registry artifact loads in
+any environment with the same scikit-learn version (BentoML, MLServer, MLflow), with no Turnout
+code on its path. Text clean-up is therefore a token pattern, not a preprocessor function.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.preprocessing import StandardScaler
 
-_URL = re.compile(r"https?://\S+")
-_MENTION = re.compile(r"@\w+")
-_ENTITY = re.compile(r"&(amp|lt|gt|quot|#\d+);")
-_RT = re.compile(r"^\s*rt\b|\brt\b")
-_SPACE = re.compile(r"\s+")
-
-
-def normalize_tweet(text: str) -> str:
-    """Lower-case and strip URLs, mentions, HTML entities and retweet markers."""
-    text = text.lower()
-    text = _URL.sub(" ", text)
-    text = _MENTION.sub(" ", text)
-    text = _ENTITY.sub(" ", text)
-    text = _RT.sub(" ", text)
-    return _SPACE.sub(" ", text).strip()
+# Words of a lower-cased tweet, skipping what is noise for profanity: retweet markers, @mentions,
+# HTML entities (&amp;) and the pieces of URLs (http://t.co/x). A pattern, not a function, so the
+# artifact pickles nothing of ours.
+TWEET_WORDS = r"(?u)(?<![@&\w/.:])(?<!&#)\b(?!rt\b|https?\b)\w+\b(?![/.:]\w)"
 
 
 @dataclass(frozen=True)
@@ -36,18 +32,23 @@ class Recipe:
     params: dict[str, Any]
     build: Callable[[dict[str, Any]], Pipeline]
     threshold: float = 0.5
-    label_names: tuple[str, str] = ("neither", "offensive_or_hate")
-    output_flag: str = "is_profane"
+    label_names: tuple[str, ...] = ("neither", "offensive_or_hate")
+    output_flag: str | None = "is_profane"
     tags: list[str] = field(default_factory=list)
+
+
+def tweet_tokens(text: str) -> list[str]:
+    """What the word vectorizers see of a text (for tests and for humans)."""
+    return re.findall(TWEET_WORDS, text.lower())
 
 
 def _word_tfidf(ngrams: tuple[int, int], min_df: int) -> TfidfVectorizer:
     return TfidfVectorizer(
-        preprocessor=normalize_tweet,
+        lowercase=True,
         ngram_range=ngrams,
         min_df=min_df,
         sublinear_tf=True,
-        token_pattern=r"(?u)\b\w+\b",  # noqa: S106
+        token_pattern=TWEET_WORDS,
     )
 
 
@@ -67,7 +68,7 @@ def _build_v2(p: dict[str, Any]) -> Pipeline:
             (
                 "char",
                 TfidfVectorizer(
-                    preprocessor=normalize_tweet,
+                    lowercase=True,
                     analyzer="char_wb",
                     ngram_range=(p["char_min"], p["char_max"]),
                     min_df=p["min_df"],
@@ -111,5 +112,39 @@ RECIPES: dict[str, Recipe] = {
         "TF-IDF word unigrams + complement naive Bayes (cheap, differently biased)",
         {"min_df": 2, "alpha": 0.3},
         _build_v3,
+    ),
+}
+
+
+def _wine_logistic(p: dict[str, Any]) -> Pipeline:
+    return Pipeline(
+        [("scale", StandardScaler()), ("clf", LogisticRegression(C=p["C"], max_iter=5000))]
+    )
+
+
+def _wine_forest(p: dict[str, Any]) -> Pipeline:
+    forest = RandomForestClassifier(
+        n_estimators=p["n_estimators"], max_depth=p["max_depth"], random_state=p["seed"]
+    )
+    return Pipeline([("clf", forest)])
+
+
+WINE_CLASSES = ("class_0", "class_1", "class_2")
+WINE_RECIPES: dict[str, Recipe] = {
+    "v1": Recipe(
+        "v1",
+        "standardised features + multinomial logistic regression",
+        {"C": 0.5},
+        _wine_logistic,
+        label_names=WINE_CLASSES,
+        output_flag=None,
+    ),
+    "v2": Recipe(
+        "v2",
+        "random forest of 100 shallow trees (differently biased)",
+        {"n_estimators": 100, "max_depth": 3, "seed": 7},
+        _wine_forest,
+        label_names=WINE_CLASSES,
+        output_flag=None,
     ),
 }

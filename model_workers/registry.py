@@ -6,11 +6,13 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import joblib
+import numpy as np
 
 from router.core.errors import RegistryError
+from router.core.inputs import FeatureType
 
 ARTIFACT = "model.joblib"
 CARD = "card.json"
@@ -52,22 +54,69 @@ class LoadedModel:
         flag = self.card.get("output_flag")
         return str(flag) if flag else None
 
+    @property
+    def input_spec(self) -> dict[str, Any]:
+        """What the model takes: ``{"kind": "text"}`` or named ``features`` (cards before the
+        wine family have no ``input``: they are text models)."""
+        spec = self.card.get("input") or {"kind": "text"}
+        return dict(spec)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [str(n) for n in self.input_spec.get("names", [])]
+
+    def feature_types(self) -> dict[str, FeatureType]:
+        types = self.input_spec.get("types", "number")
+        chosen = {
+            n: types if isinstance(types, str) else types.get(n, "number")
+            for n in self.feature_names
+        }
+        return {n: cast(FeatureType, t) for n, t in chosen.items()}
+
+    @property
+    def classes(self) -> list[int]:
+        return [int(c) for c in self.card.get("classes", [0, 1])]
+
     def predict_scores(self, texts: list[str]) -> list[float]:
         proba = self.estimator.predict_proba(texts)
         return [float(p) for p in proba[:, 1]]
 
-    def outputs(self, texts: list[str]) -> list[dict[str, Any]]:
-        """The worker contract: ``label`` and ``score`` plus the family's own fields."""
+    def rows(self, features: list[dict[str, float]]) -> np.ndarray:
+        """Named features as the estimator's rows, in the card's order."""
+        names = self.feature_names
+        return np.asarray([[row[n] for n in names] for row in features], dtype=np.float64)
+
+    def outputs(self, inputs: list[str] | np.ndarray) -> list[dict[str, Any]]:
+        """The worker contract: ``label`` and ``score`` plus the family's own fields. Binary:
+        score = P(class 1), label by the threshold; more classes: the top class and its
+        probability, and every class's probability."""
+        proba = self.estimator.predict_proba(inputs)
+        classes = self.classes
+        names = list(self.card.get("label_names", []))
         results = []
-        for score in self.predict_scores(texts):
-            label = int(score >= self.threshold)
-            out: dict[str, Any] = {"label": label, "score": score}
-            if self.output_flag:
-                out[self.output_flag] = bool(label)
+        for row in proba:
+            out: dict[str, Any]
+            if len(classes) == 2:
+                score = float(row[1])
+                label = int(score >= self.threshold)
+                out = {"label": label, "score": score}
+                if self.output_flag:
+                    out[self.output_flag] = bool(label)
+            else:
+                top = int(row.argmax())
+                out = {"label": classes[top], "score": float(row[top])}
+                out["probabilities"] = [float(p) for p in row]
+                if len(names) == len(classes):
+                    out["class_name"] = names[top]
             out["model"] = self.name
             out["version"] = self.version
             results.append(out)
         return results
+
+    def warm_input(self) -> list[str] | np.ndarray:
+        if self.input_spec.get("kind") == "features":
+            return np.zeros((1, len(self.feature_names)))
+        return ["warm-up"]
 
 
 def read_card(root: Path, model: str, version: str) -> dict[str, Any]:

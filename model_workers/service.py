@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -31,6 +32,7 @@ from router.core.http import (
     read_json,
     require_object,
 )
+from router.core.inputs import FeatureType, check_features
 from router.core.observe import RequestObserver
 from router.core.settings import Settings
 
@@ -86,7 +88,7 @@ def create_app(settings: Settings, model: ModelSource) -> FastAPI:
     state = WorkerState()
 
     def attach(loaded: LoadedModel) -> None:
-        loaded.outputs(["warm-up"])  # the first call pays lazy set-up costs, not a client
+        loaded.outputs(loaded.warm_input())  # the first call pays lazy set-up costs, not a client
         state.model = loaded
         metrics.info.labels(loaded.name, loaded.version, str(loaded.card.get("recipe"))).set(1)
         freeze_startup_objects()
@@ -145,30 +147,59 @@ def create_app(settings: Settings, model: ModelSource) -> FastAPI:
             metrics.scores.observe(out["score"])
             metrics.labels.labels(str(out["label"])).inc()
 
+    def one_input(loaded: LoadedModel, body: dict[str, Any]) -> list[str] | np.ndarray:
+        """The model's input from a predict body: ``text``, or ``features`` by the card."""
+        spec = loaded.input_spec
+        if spec.get("kind") != "features":
+            return [check_text(body.get("text"), settings.max_text_chars)]
+        row = check_features(body.get("features"), *feature_rules(loaded), settings.max_text_chars)
+        return loaded.rows([row])  # type: ignore[list-item]
+
+    def feature_rules(loaded: LoadedModel) -> tuple[list[str], dict[str, FeatureType]]:
+        return loaded.feature_names, loaded.feature_types()
+
+    async def read_body(request: Request) -> dict[str, Any]:
+        raw = await read_json(request, settings.max_body_bytes, lenient_numbers=True)
+        return require_object(raw)
+
     @app.post("/predict")
     async def predict(request: Request) -> Response:
         loaded = ready_model()
-        body = require_object(await read_json(request, settings.max_body_bytes))
-        text = check_text(body.get("text"), settings.max_text_chars)
+        body = await read_body(request)
+        inputs = one_input(loaded, body)
         await injected_faults()
-        outputs = loaded.outputs([text])
+        outputs = loaded.outputs(inputs)
         observe_outputs(outputs)
         return json_response(outputs[0])
 
     @app.post("/predict/batch")
     async def predict_batch(request: Request) -> Response:
         loaded = ready_model()
-        body = require_object(await read_json(request, settings.max_body_bytes))
-        texts = body.get("texts")
-        if not isinstance(texts, list) or not texts:
-            raise InvalidInput("'texts' must be a non-empty list of strings")
-        if len(texts) > settings.max_batch:
-            raise InvalidInput(f"'texts' has {len(texts)} items; the limit is {settings.max_batch}")
-        checked = [
-            check_text(t, settings.max_text_chars, f"texts[{i}]") for i, t in enumerate(texts)
-        ]
+        body = await read_body(request)
+        features = loaded.input_spec.get("kind") == "features"
+        field = "features" if features else "texts"
+        items = body.get(field)
+        if not isinstance(items, list) or not items:
+            what = "objects of named features" if features else "strings"
+            raise InvalidInput(f"'{field}' must be a non-empty list of {what}")
+        if len(items) > settings.max_batch:
+            raise InvalidInput(
+                f"'{field}' has {len(items)} items; the limit is {settings.max_batch}"
+            )
+        inputs: list[str] | np.ndarray
+        if features:
+            names, types = feature_rules(loaded)
+            rows = [
+                check_features(item, names, types, settings.max_text_chars, f"features[{i}]")
+                for i, item in enumerate(items)
+            ]
+            inputs = loaded.rows(rows)  # type: ignore[arg-type]
+        else:
+            inputs = [
+                check_text(t, settings.max_text_chars, f"texts[{i}]") for i, t in enumerate(items)
+            ]
         await injected_faults()
-        outputs = await asyncio.to_thread(loaded.outputs, checked)
+        outputs = await asyncio.to_thread(loaded.outputs, inputs)
         observe_outputs(outputs)
         return json_response({"predictions": outputs})
 

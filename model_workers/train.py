@@ -1,12 +1,20 @@
-"""Train a recipe on the Davidson et al. 2017 tweets and write it to the registry with a card."""
+"""Train a recipe and write it to the registry with a card.
+
+Two families: ``profanity`` (the Davidson et al. 2017 tweets, binary) and ``wine`` (the wine data
+that ships inside scikit-learn: 13 numeric features, 3 classes). The card says what the model
+takes (``input``) and answers (``classes``), so a worker serves either without knowing which.
+"""
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
+import pickle
 import platform
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -22,6 +30,7 @@ from sklearn.metrics import (
     accuracy_score,
     confusion_matrix,
     f1_score,
+    log_loss,
     precision_score,
     recall_score,
     roc_auc_score,
@@ -29,9 +38,9 @@ from sklearn.metrics import (
 from sklearn.model_selection import train_test_split
 
 from model_workers import recipes as recipes_module
-from model_workers.recipes import Recipe
+from model_workers.recipes import RECIPES, WINE_RECIPES, Recipe
 from model_workers.registry import ARTIFACT, CARD, sha256_file, version_dir
-from router.core.errors import DatasetError
+from router.core.errors import DatasetError, RegistryError
 
 SEED = 20170101
 VALIDATION_SHARE = 0.2
@@ -48,6 +57,64 @@ class Dataset:
     labels: list[int]
     path: Path
     sha256: str
+
+    @property
+    def inputs(self) -> list[str]:
+        return self.texts
+
+    def card(self) -> dict[str, Any]:
+        return {"path": str(self.path), "rows": len(self.texts), "sha256": self.sha256}
+
+    @property
+    def input_spec(self) -> dict[str, Any]:
+        return {"kind": "text"}
+
+
+@dataclass(frozen=True)
+class TabularDataset:
+    """Rows of named numeric features (the wine data)."""
+
+    rows: np.ndarray
+    labels: list[int]
+    names: list[str]
+    source: str
+    sha256: str
+
+    @property
+    def inputs(self) -> np.ndarray:
+        return self.rows
+
+    def card(self) -> dict[str, Any]:
+        return {"source": self.source, "rows": len(self.labels), "sha256": self.sha256}
+
+    @property
+    def input_spec(self) -> dict[str, Any]:
+        return {"kind": "features", "names": self.names, "types": "number"}
+
+
+def feature_name(raw: str) -> str:
+    """A dataset column as a JSON-friendly feature name (``od280/od315...`` -> ``od280_od315``)."""
+    return re.sub(r"[^a-z0-9]+", "_", raw.lower()).strip("_")
+
+
+def load_wine_dataset() -> TabularDataset:
+    """The wine recognition data shipped inside scikit-learn (no download)."""
+    from sklearn.datasets import load_wine
+
+    data = load_wine()
+    rows = np.asarray(data.data, dtype=np.float64)
+    digest = hashlib.sha256(rows.tobytes() + np.asarray(data.target).tobytes()).hexdigest()
+    return TabularDataset(
+        rows,
+        [int(t) for t in data.target],
+        [feature_name(n) for n in data.feature_names],
+        f"sklearn.datasets.load_wine (scikit-learn {sklearn.__version__})",
+        digest,
+    )
+
+
+FAMILY_RECIPES: dict[str, dict[str, Recipe]] = {"profanity": RECIPES, "wine": WINE_RECIPES}
+"""Recipes per model family (the registry's model name)."""
 
 
 def binary_label(davidson_class: int) -> int:
@@ -95,16 +162,60 @@ def validation_metrics(y_true: list[int], scores: np.ndarray, threshold: float) 
     }
 
 
+PORTABLE_PACKAGES = frozenset({"sklearn", "numpy", "scipy", "builtins", "copyreg", "_codecs"})
+"""What an artifact may pickle: then it loads wherever the same scikit-learn is installed."""
+
+
+class _Recorder(pickle.Unpickler):
+    def __init__(self, data: bytes) -> None:
+        super().__init__(io.BytesIO(data))
+        self.modules: set[str] = set()
+
+    def find_class(self, module: str, name: str) -> Any:
+        self.modules.add(module)
+        return super().find_class(module, name)
+
+
+def pickled_packages(obj: Any) -> set[str]:
+    """Top-level packages whose classes or functions a pickle of ``obj`` refers to."""
+    recorder = _Recorder(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+    recorder.load()
+    return {module.split(".", 1)[0] for module in recorder.modules}
+
+
+def check_portable(estimator: Any) -> list[str]:
+    """Refuse an estimator that would pickle code from outside scikit-learn and its stack."""
+    packages = pickled_packages(estimator)
+    foreign = sorted(packages - PORTABLE_PACKAGES)
+    if foreign:
+        raise RegistryError(
+            f"the artifact would pickle code from {', '.join(foreign)}: it could not load "
+            "outside this environment; use scikit-learn objects only"
+        )
+    return sorted(packages)
+
+
+def multiclass_metrics(y_true: list[int], proba: np.ndarray, classes: list[int]) -> dict[str, Any]:
+    predicted = np.asarray(classes)[proba.argmax(axis=1)]
+    return {
+        "accuracy": float(accuracy_score(y_true, predicted)),
+        "macro_f1": float(f1_score(y_true, predicted, average="macro", zero_division=0)),
+        "log_loss": float(log_loss(y_true, proba, labels=classes)),
+        "confusion_matrix": confusion_matrix(y_true, predicted, labels=classes).tolist(),
+        "validation_rows": len(y_true),
+    }
+
+
 def train(
     recipe: Recipe,
     version: str,
-    dataset: Dataset,
+    dataset: Dataset | TabularDataset,
     models_dir: Path,
     model: str = "profanity",
 ) -> dict[str, Any]:
     """Fit, evaluate on a stratified hold-out, write artifact and card; return the card."""
     x_train, x_val, y_train, y_val = train_test_split(
-        dataset.texts,
+        dataset.inputs,
         dataset.labels,
         test_size=VALIDATION_SHARE,
         random_state=SEED,
@@ -114,8 +225,14 @@ def train(
     started = time.perf_counter()
     estimator.fit(x_train, y_train)
     fit_seconds = time.perf_counter() - started
-    scores = estimator.predict_proba(x_val)[:, 1]
+    proba = estimator.predict_proba(x_val)
+    classes = [int(c) for c in estimator.classes_]
+    if len(classes) == 2:
+        metrics = validation_metrics(y_val, proba[:, 1], recipe.threshold)
+    else:
+        metrics = multiclass_metrics(y_val, proba, classes)
 
+    packages = check_portable(estimator)
     target = version_dir(models_dir, model, version)
     target.mkdir(parents=True, exist_ok=True)
     artifact = target / ARTIFACT
@@ -129,9 +246,7 @@ def train(
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "fit_seconds": round(fit_seconds, 3),
         "dataset": {
-            "path": str(dataset.path),
-            "rows": len(dataset.texts),
-            "sha256": dataset.sha256,
+            **dataset.card(),
             "train_rows": len(x_train),
             "split_seed": SEED,
             "validation_share": VALIDATION_SHARE,
@@ -146,10 +261,13 @@ def train(
         },
         "artifact": ARTIFACT,
         "artifact_sha256": sha256_file(artifact),
-        "metrics": validation_metrics(y_val, scores, recipe.threshold),
+        "metrics": metrics,
         "decision_threshold": recipe.threshold,
         "label_names": list(recipe.label_names),
         "output_flag": recipe.output_flag,
+        "input": dataset.input_spec,
+        "classes": classes,
+        "pickled_packages": packages,
     }
     _atomic_write(target / CARD, json.dumps(card, indent=2, sort_keys=True).encode())
     return card

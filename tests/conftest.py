@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from model_workers.recipes import RECIPES
-from model_workers.train import load_dataset, train
+from model_workers.recipes import RECIPES, WINE_RECIPES
+from model_workers.train import load_dataset, load_wine_dataset, train
 from router.core.settings import Settings
 from router.local.processes import ManagedProcess, free_port, http_ok, poll_until
 from router.local.redis_server import EmbeddedRedis
@@ -29,11 +29,15 @@ def requires_ci_tool(found: bool, tool: str) -> None:
 
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """v1, v2 and v3 trained on a sample of the real data (fast, but real models)."""
+    """Profanity v1, v2 and v3 trained on a sample of the real data (fast, but real models),
+    and wine v1 and v2 on the wine data that ships with scikit-learn."""
     root = tmp_path_factory.mktemp("models")
     dataset = load_dataset(Settings().dataset, limit=SAMPLE_ROWS)
     for name in ("v1", "v2", "v3"):
         train(RECIPES[name], name, dataset, root)
+    wine = load_wine_dataset()
+    for name in WINE_RECIPES:
+        train(WINE_RECIPES[name], name, wine, root, "wine")
     return root
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -19,45 +19,78 @@ app.add_typer(models_app, name="models")
 
 @app.command()
 def train(
-    recipe: Annotated[str | None, typer.Option(help="Recipe name (v1, v2, v3).")] = None,
+    recipe: Annotated[str | None, typer.Option(help="Recipe name (v1, v2, ...).")] = None,
     version: Annotated[str | None, typer.Option(help="Version to write (default: recipe).")] = None,
     data: Annotated[Path | None, typer.Option(help="CSV to train on (TURNOUT_DATASET).")] = None,
-    model: Annotated[str, typer.Option(help="Model name in the registry.")] = "profanity",
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model family: profanity (default) or wine; --all alone: both."),
+    ] = None,
     all_recipes: Annotated[bool, typer.Option("--all", help="Train every recipe.")] = False,
     if_missing: Annotated[bool, typer.Option(help="Skip versions already trained.")] = False,
 ) -> None:
-    """Train a recipe on the Davidson 2017 tweets and write artifact + model card."""
-    from model_workers.recipes import RECIPES
+    """Train recipes into the registry: profanity (Davidson 2017 tweets) or wine (ships with
+    scikit-learn), writing artifact + model card."""
     from model_workers.registry import CARD, version_dir
-    from model_workers.train import load_dataset
-    from model_workers.train import train as run_training
+    from model_workers.train import FAMILY_RECIPES
 
     settings = Settings()
     if all_recipes == (recipe is not None):
         raise fail("give either --recipe NAME or --all", 2)
-    names = sorted(RECIPES) if all_recipes else [str(recipe)]
-    unknown = [n for n in names if n not in RECIPES]
-    if unknown:
-        raise fail(f"unknown recipe {unknown[0]!r}; known: {', '.join(sorted(RECIPES))}", 2)
-    jobs = [(n, version or n) for n in names]
+    if model is not None and model not in FAMILY_RECIPES:
+        raise fail(f"unknown model {model!r}; known: {', '.join(FAMILY_RECIPES)}", 2)
+    if all_recipes and version is not None:
+        raise fail("--version names one version: give it with --recipe", 2)
+    families = [model] if model else (list(FAMILY_RECIPES) if all_recipes else ["profanity"])
+    jobs: list[tuple[str, str, str]] = []
+    for family in families:
+        recipes = FAMILY_RECIPES[family]
+        names = sorted(recipes) if all_recipes else [str(recipe)]
+        unknown = [n for n in names if n not in recipes]
+        if unknown:
+            known = ", ".join(sorted(recipes))
+            raise fail(f"unknown {family} recipe {unknown[0]!r}; known: {known}", 2)
+        jobs += [(family, n, version or n) for n in names]
     if if_missing:
         root = settings.models_dir
-        jobs = [(n, v) for n, v in jobs if not (version_dir(root, model, v) / CARD).is_file()]
+        jobs = [j for j in jobs if not (version_dir(root, j[0], j[2]) / CARD).is_file()]
     if not jobs:
         console.print("all model versions are trained")
         return
+    for family in dict.fromkeys(j[0] for j in jobs):
+        train_family(settings, family, [j for j in jobs if j[0] == family], data)
+
+
+def train_family(
+    settings: Settings, family: str, jobs: list[tuple[str, str, str]], data: Path | None
+) -> None:
+    from model_workers.train import FAMILY_RECIPES, TabularDataset, load_dataset, load_wine_dataset
+    from model_workers.train import train as run_training
+
+    dataset: Any
     try:
-        dataset = load_dataset(data or settings.dataset)
+        dataset = (
+            load_wine_dataset() if family == "wine" else load_dataset(data or settings.dataset)
+        )
     except TurnoutError as exc:
         raise fail(exc.detail) from None
-    for name, ver in jobs:
-        with console.status(f"training {model} {ver} (recipe {name}) on {len(dataset.texts)} rows"):
-            card = run_training(RECIPES[name], ver, dataset, settings.models_dir, model)
+    rows = len(dataset.labels)
+    for _, name, ver in jobs:
+        with console.status(f"training {family} {ver} (recipe {name}) on {rows} rows"):
+            recipe = FAMILY_RECIPES[family][name]
+            card = run_training(recipe, ver, dataset, settings.models_dir, family)
         m = card["metrics"]
-        console.print(
-            f"trained {model} {ver}: F1 {m['f1']:.4f}, ROC AUC {m['roc_auc']:.4f}, "
-            f"accuracy {m['accuracy']:.4f} -> {settings.models_dir / model / ver}"
-        )
+        where = settings.models_dir / family / ver
+        if isinstance(dataset, TabularDataset):
+            console.print(
+                f"trained {family} {ver}: accuracy {m['accuracy']:.4f}, macro F1 "
+                f"{m['macro_f1']:.4f}, log loss {m['log_loss']:.4f} -> {where}"
+            )
+        else:
+            console.print(
+                f"trained {family} {ver}: F1 {m['f1']:.4f}, ROC AUC {m['roc_auc']:.4f}, "
+                f"accuracy {m['accuracy']:.4f} -> {where}"
+            )
 
 
 @models_app.command("list")
@@ -80,7 +113,7 @@ def models_list(
             c["model"],
             c["version"],
             str(c.get("recipe")),
-            f"{m.get('f1', 0):.4f}",
+            f"{m.get('f1', m.get('macro_f1', 0)):.4f}",
             f"{m.get('roc_auc', 0):.4f}",
             f"{m.get('accuracy', 0):.4f}",
             str(c.get("trained_at")),

@@ -35,13 +35,21 @@ def error_body(code: str, detail: str) -> dict[str, str]:
     return {"error": code, "detail": detail}
 
 
-async def read_json(request: Request, max_bytes: int, lenient_numbers: bool = False) -> Any:
+async def read_json(
+    request: Request,
+    max_bytes: int,
+    lenient_numbers: bool = False,
+    untyped: bool = False,
+) -> Any:
     """Read and decode a JSON body, refusing oversize bodies before they are read whole.
 
     ``lenient_numbers`` also reads ``NaN``, ``Infinity`` and overflowing numbers (as Python's
     own ``json`` writes them), so the input rules can name the field that holds one.
+    ``untyped`` also takes a body sent without a content-type (Open Inference clients do).
     """
     content_type = request.headers.get("content-type", "")
+    if untyped and not content_type:
+        content_type = JSON_TYPE
     if content_type.split(";", 1)[0].strip().lower() != JSON_TYPE:
         raise UnsupportedMediaType(
             f"content-type must be {JSON_TYPE}, got {content_type or 'none'!r}"

@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     health_interval: float = Field(2.0, gt=0)
     """Seconds between active ``/readyz`` checks of every upstream."""
 
+    # --- model server protocols ------------------------------------------------------
+    upstream_max_answer_bytes: int = Field(1_048_576, gt=0)
+    """Largest model server answer read, in bytes; a larger one is a bad answer (``too_large``)
+    and falls back to the control."""
+    up_ready_timeout: float = Field(30.0, gt=0)
+    """Seconds ``turnout up`` waits for model servers it does not start (non-``turnout``
+    protocols) to become ready before saying which are not, and carrying on."""
+
     # --- shadow mirroring --------------------------------------------------------------
     shadow_timeout: float = Field(2.0, gt=0)
     """Seconds allowed for one mirror call; a slower shadow counts as an error."""

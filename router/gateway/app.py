@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import logging
 import random
 import time
@@ -22,6 +23,7 @@ from router.core.metrics import GatewayMetrics
 from router.core.settings import Settings
 from router.flags.cache import FlagCache
 from router.gateway.mirror import ShadowMirror
+from router.gateway.open_inference import open_inference_router
 from router.gateway.outcome_routes import outcomes_router
 from router.gateway.predict import PredictPipeline
 from router.gateway.rollout_routes import rollout_router
@@ -38,6 +40,13 @@ from router.upstream.health import check_all, health_loop
 from router.upstream.pool import UpstreamPool, UpstreamTimeouts
 
 log = logging.getLogger("turnout.gateway")
+
+
+def package_version() -> str:
+    try:
+        return importlib.metadata.version("turnout")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def create_app(
@@ -57,6 +66,7 @@ def create_app(
             settings.upstream_pool_size,
             settings.shadow_max_in_flight,
             settings.shadow_timeout,
+            settings.upstream_max_answer_bytes,
         ),
         lambda: CircuitBreaker(settings.breaker_failures, settings.breaker_reset_seconds),
     )
@@ -158,6 +168,7 @@ def create_app(
     )
     app.include_router(status_router(table, metrics, rollouts))
     app.include_router(rollout_router(table, rollout_store, rollouts, clock))
+    app.include_router(open_inference_router(pipeline, table, package_version()))
     if tokens.enabled:  # no token configured: the admin API is off (404), not open
         app.include_router(
             build_admin_router(

@@ -34,11 +34,15 @@ def status_router(
                     "config_version": route.config_version,
                     "file": route.loaded.path.name,
                     "shadow": exp.shadow.model_dump() if exp.shadow else None,
+                    "input": exp.input.model_dump(exclude_defaults=True) or {"kind": "text"},
                     "upstreams": {
                         v: {
                             "url": u.url,
+                            "protocol": u.protocol,
                             "version": exp.version_of(v),
+                            "ready": u.ready(),
                             "healthy": u.healthy,
+                            "health": "passive" if u.passive else "active",
                             "breaker": u.breaker.state.name.lower(),
                         }
                         for v, u in route.upstreams.items()
@@ -58,10 +62,10 @@ def status_router(
         routes = table.snapshot.routes
         if not routes:
             raise Unavailable("no experiment is loaded", code="not_ready")
-        down = [r.name for r in routes.values() if not any(u.healthy for u in r.upstreams.values())]
+        down = table.snapshot.not_ready()
         if down:
             raise Unavailable(
-                f"no healthy upstream for: {', '.join(sorted(down))}", code="not_ready"
+                f"the control cannot answer for: {', '.join(sorted(down))}", code="not_ready"
             )
         return json_response({"status": "ready", "experiments": sorted(routes)})
 
@@ -71,7 +75,7 @@ def status_router(
             for variant, upstream in route.upstreams.items():
                 metrics.breaker_state.labels(route.name, variant).set(upstream.breaker.state)
                 metrics.upstream_healthy.labels(route.name, variant).set(
-                    1 if upstream.healthy else 0
+                    1 if upstream.ready() else 0
                 )
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -41,6 +41,10 @@ class Route:
     def config_version(self) -> str:
         return self.loaded.config_version
 
+    def control_ready(self) -> bool:
+        """The control can answer as far as this gateway knows (what readiness hangs on)."""
+        return self.upstreams[self.experiment.control].ready()
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -48,6 +52,14 @@ class Snapshot:
     by_model: dict[str, Route] = field(default_factory=dict)
     refused: dict[Path, str] = field(default_factory=dict)
     """Files refused at the last reload (their last good version, if any, keeps serving)."""
+
+    def not_ready(self) -> list[str]:
+        """Experiments whose control cannot answer, each with its control's name."""
+        return sorted(
+            f"{r.name} (control {r.experiment.control})"
+            for r in self.routes.values()
+            if not r.control_ready()
+        )
 
 
 class RouteTable:

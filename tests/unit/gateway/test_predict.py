@@ -31,6 +31,7 @@ from router.recording.events import Outcome, ShadowComparison
 from router.routing.table import RouteTable
 from router.upstream.breaker import CircuitBreaker
 from router.upstream.pool import UpstreamPool, UpstreamTimeouts
+from router.upstream.protocols import Decoded, Payload
 
 CANARY = """\
 name: {name}
@@ -115,6 +116,10 @@ def two_models(tmp_path: Path) -> Iterator[Harness]:
     harness.close()
 
 
+def text(value: str) -> Payload:
+    return Payload("text", text=value)
+
+
 def headers(**values: str) -> Headers:
     return Headers({k.replace("_", "-"): v for k, v in values.items()})
 
@@ -126,7 +131,7 @@ def test_accept_takes_text_key_and_request_id(one_model: Harness) -> None:
     accepted = one_model.pipeline.accept(
         {"text": "hello", "user_id": 42}, headers(x_request_id="req-1")
     )
-    assert accepted == PredictInput("hello", "42", "req-1")
+    assert accepted == PredictInput(text("hello"), "42", "req-1")
     from_header = one_model.pipeline.accept({"text": "hi"}, headers(x_user_id="bob"))
     assert from_header.key == "bob" and len(from_header.request_id) == 32
 
@@ -180,7 +185,7 @@ def test_route_without_a_model_name(one_model: Harness) -> None:
 def test_steer_is_sticky_and_stores_only_the_salted_hash(one_model: Harness) -> None:
     pipeline = one_model.pipeline
     route = pipeline.route(None)
-    accepted = PredictInput("hi", "alice", "r1")
+    accepted = PredictInput(text("hi"), "alice", "r1")
     first = pipeline.steer(route, accepted, headers())
     again = pipeline.steer(route, accepted, headers())
     assert first.steering.decision == again.steering.decision
@@ -191,7 +196,7 @@ def test_steer_is_sticky_and_stores_only_the_salted_hash(one_model: Harness) -> 
 def test_steer_honours_the_header_only_with_a_token(one_model: Harness) -> None:
     pipeline = one_model.pipeline
     route = pipeline.route(None)
-    accepted = PredictInput("hi", None, "r1")
+    accepted = PredictInput(text("hi"), None, "r1")
     forced = pipeline.steer(
         route, accepted, headers(x_turnout_variant="v2", authorization="Bearer s3cret")
     )
@@ -208,7 +213,7 @@ def test_steer_kill_switch_sends_everything_to_the_control(one_model: Harness) -
     one_model.flags._install({"exp-a": {"kill_switch": True}})
     route = pipeline.route(None)
     for key in ("a", "b", "c", "d", "e", "f"):
-        decided = pipeline.steer(route, PredictInput("hi", key, "r"), headers())
+        decided = pipeline.steer(route, PredictInput(text("hi"), key, "r"), headers())
         assert decided.steering.decision.variant == "v1"
         assert decided.steering.forced_by == "kill_switch"
 
@@ -218,14 +223,14 @@ def test_steer_kill_switch_sends_everything_to_the_control(one_model: Harness) -
 
 def served(variant: str = "v2", *, fallback: bool = False, status: int = 200) -> Served:
     body = orjson.dumps({"label": 1, "score": 0.75, "extra": "kept"})
-    prediction = orjson.loads(body) if status < 400 else None
+    decoded = Decoded(1, 0.75) if status < 400 else None
     if status >= 400:
         body = b'{"error":"invalid_input","detail":"nope"}'
-    return Served(variant, status, body, prediction, fallback, 0.002)
+    return Served(variant, status, body, decoded, fallback, 0.002)
 
 
 def decide(harness: Harness, key: str | None = "alice") -> tuple[PredictInput, Decided]:
-    accepted = PredictInput("secret text", key, "req-9")
+    accepted = PredictInput(text("secret text"), key, "req-9")
     return accepted, harness.pipeline.steer(harness.pipeline.route(None), accepted, headers())
 
 
@@ -257,6 +262,7 @@ def test_respond_splices_the_upstream_answer_and_passes_refusals_through(
     response = one_model.pipeline.respond(accepted, decided, served("v2"))
     body = orjson.loads(response.body)
     assert body["prediction"] == {"label": 1, "score": 0.75, "extra": "kept"}
+    assert body["label"] == 1 and body["score"] == 0.75
     assert body["served_variant"] == "v2" and body["request_id"] == "req-9"
     assert body["model"] == "alpha" and body["experiment"] == "exp-a"
     assert response.headers["x-request-id"] == "req-9"

@@ -9,8 +9,16 @@ from pathlib import Path
 import pytest
 
 from model_workers import registry
-from model_workers.recipes import RECIPES, normalize_tweet
-from model_workers.train import binary_label, load_dataset
+from model_workers.recipes import RECIPES, WINE_RECIPES, tweet_tokens
+from model_workers.train import (
+    PORTABLE_PACKAGES,
+    binary_label,
+    check_portable,
+    load_dataset,
+    load_wine_dataset,
+    pickled_packages,
+    train,
+)
 from router.core.errors import DatasetError, RegistryError
 from router.core.settings import Settings
 
@@ -34,8 +42,44 @@ def test_dataset_loads_with_both_classes() -> None:
     assert len(ds.sha256) == 64
 
 
-def test_normalize_tweet_strips_noise() -> None:
-    assert normalize_tweet("RT @bob: Look &amp; see http://t.co/x  NOW") == ": look see now"
+def test_tweet_words_skip_noise() -> None:
+    assert tweet_tokens("RT @bob: Look &amp; see http://t.co/x  NOW") == ["look", "see", "now"]
+    assert tweet_tokens("so #bored &#8220;ok&#8221;") == ["so", "bored", "ok"]
+
+
+def test_artifacts_pickle_nothing_of_ours(models_dir: Path) -> None:
+    """Every registry artifact loads where scikit-learn does: no Turnout code is pickled."""
+    import joblib
+
+    for artifact in sorted(models_dir.glob("*/*/model.joblib")):
+        packages = pickled_packages(joblib.load(artifact))
+        assert packages <= PORTABLE_PACKAGES, (artifact, packages)
+        assert "sklearn" in packages
+
+
+def test_an_estimator_holding_our_function_is_refused() -> None:
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    estimator = Pipeline([("clean", FunctionTransformer(tweet_tokens))])
+    with pytest.raises(RegistryError, match="model_workers"):
+        check_portable(estimator)
+
+
+def test_wine_is_a_three_class_tabular_family(tmp_path: Path) -> None:
+    wine = load_wine_dataset()
+    assert wine.rows.shape == (178, 13) and set(wine.labels) == {0, 1, 2}
+    assert "od280_od315_of_diluted_wines" in wine.names
+    card = train(WINE_RECIPES["v1"], "v1", wine, tmp_path, "wine")
+    assert card["input"] == {"kind": "features", "names": wine.names, "types": "number"}
+    assert card["classes"] == [0, 1, 2]
+    assert len(card["metrics"]["confusion_matrix"]) == 3
+    assert card["metrics"]["accuracy"] > 0.9
+    loaded = registry.load(tmp_path, "wine", "v1")
+    row = dict(zip(wine.names, wine.rows[0].tolist(), strict=True))
+    (out,) = loaded.outputs(loaded.rows([row]))
+    assert out["label"] == 0 and out["class_name"] == "class_0"
+    assert len(out["probabilities"]) == 3 and out["score"] == max(out["probabilities"])
 
 
 def test_recipes_differ_for_real() -> None:
@@ -103,12 +147,17 @@ def test_unreadable_card_is_refused(models_dir: Path, tmp_path: Path) -> None:
 
 
 def test_list_cards(models_dir: Path) -> None:
-    assert [c["version"] for c in registry.list_cards(models_dir)] == ["v1", "v2", "v3"]
+    cards = registry.list_cards(models_dir)
+    assert [(c["model"], c["version"]) for c in cards] == [
+        ("profanity", "v1"),
+        ("profanity", "v2"),
+        ("profanity", "v3"),
+        ("wine", "v1"),
+        ("wine", "v2"),
+    ]
 
 
 def test_v2_beats_v1_on_the_full_data(tmp_path: Path) -> None:
-    from model_workers.train import train
-
     dataset = load_dataset(Settings().dataset)
     v1 = train(RECIPES["v1"], "v1", dataset, tmp_path)["metrics"]
     v2 = train(RECIPES["v2"], "v2", dataset, tmp_path)["metrics"]
