@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,10 +21,21 @@ def validate(
     ] = None,
     sample: Annotated[int, typer.Option(help="Keys in the dry run.")] = 10_000,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    probe: Annotated[
+        bool,
+        typer.Option(
+            "--probe",
+            help="Send each experiment's sample_input through every variant and print the "
+            "normalized label and score (exit 1 if a variant cannot answer).",
+        ),
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds per probe call.")] = 5.0,
 ) -> None:
     """Check experiment files with the gateway's loader and dry-run their routing."""
     import json
 
+    from router.cli.probe import Probed
+    from router.cli.probe import probe as run_probe
     from router.config.loader import LoadedExperiment, load_directory, parse_experiment
     from router.routing.policies import dry_run
 
@@ -43,7 +54,7 @@ def validate(
             errors = [exc.detail]
     else:
         raise fail(f"{target} does not exist", 2)
-    results = [
+    results: list[dict[str, Any]] = [
         {
             "file": str(item.path),
             "name": item.experiment.name,
@@ -55,13 +66,21 @@ def validate(
         }
         for item in loaded
     ]
+    probes: dict[str, list[Probed] | None] = {}
+    if probe:
+        for item, result in zip(loaded, results, strict=True):
+            exp = item.experiment
+            found = run_probe(exp, timeout, settings.max_text_chars) if exp.sample_input else None
+            probes[exp.name] = found
+            result["probe"] = None if found is None else [vars(p) for p in found]
+    failed = [p for found in probes.values() for p in found or [] if not p.ok]
     if as_json:
-        print(json.dumps({"ok": results, "errors": errors}, indent=2))
+        print(json.dumps({"ok": results, "errors": errors}, indent=2, default=str))
     for item, result in zip(loaded, results, strict=True):
         if as_json:
             break
         exp = item.experiment
-        shares: dict[str, float] = result["dry_run_share"]  # type: ignore[assignment]
+        shares: dict[str, float] = result["dry_run_share"]
         console.print(
             f"[green]ok[/green] {item.path}: {exp.name} ({exp.policy.kind}, model {exp.model}, "
             f"config {item.config_version})",
@@ -74,7 +93,31 @@ def validate(
                 f"(configured {configured.get(variant, 0.0):g}%)",
                 highlight=False,
             )
+        if probe:
+            render_probe(probes.get(exp.name))
     for error in errors:
         err_console.print(f"[red]refused[/red] {error}", highlight=False)
-    if errors:
+    if errors or failed:
         raise typer.Exit(1)
+
+
+def render_probe(found: list[Any] | None) -> None:
+    if found is None:
+        console.print("    probe: no sample_input in the file, nothing sent", highlight=False)
+        return
+    for p in found:
+        where = f"    probe {p.variant} ({p.protocol}, version {p.version})"
+        ready = {True: "ready", False: "NOT READY", None: "passive health"}[p.ready]
+        if p.ok:
+            console.print(
+                f"{where}: label {json_text(p.label)}, score {json_text(p.score)} [{ready}]",
+                highlight=False,
+            )
+        else:
+            console.print(f"{where}: [red]failed[/red] {p.error} [{ready}]", highlight=False)
+
+
+def json_text(value: object) -> str:
+    import json
+
+    return json.dumps(value)

@@ -1,7 +1,13 @@
-"""``turnout up``: Redis, one worker per version the experiments name, and the gateway."""
+"""``turnout up``: Redis, one worker per Turnout version the experiments name, and the gateway.
+
+Variants of other protocols (BentoML, MLServer, MLflow, any JSON service) are run by their own
+tools: ``turnout up`` starts nothing for them, waits a bounded time for them to be ready, and
+says which are not.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
@@ -10,11 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
+
 from router.config.loader import load_directory
 from router.core.errors import ConfigError
 from router.core.settings import Settings
 from router.local.processes import ManagedProcess, http_ok, poll_until
 from router.local.redis_server import EmbeddedRedis
+from router.upstream.protocols import DEFAULT_PROTOCOL
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
@@ -27,8 +36,28 @@ class WorkerSpec:
     port: int
 
 
+@dataclass(frozen=True)
+class ExternalSpec:
+    """A variant served by a model server ``turnout up`` does not start."""
+
+    experiment: str
+    variant: str
+    protocol: str
+    url: str
+
+
+def external_servers(settings: Settings) -> list[ExternalSpec]:
+    report = load_directory(settings.experiments_dir, settings.allowed_hosts)
+    return [
+        ExternalSpec(loaded.experiment.name, name, variant.protocol, variant.url)
+        for loaded in report.experiments.values()
+        for name, variant in loaded.experiment.variants.items()
+        if variant.protocol != DEFAULT_PROTOCOL
+    ]
+
+
 def workers_needed(settings: Settings) -> list[WorkerSpec]:
-    """One worker per local upstream URL that the experiments name."""
+    """One worker per local upstream URL that a ``turnout``-protocol variant names."""
     report = load_directory(settings.experiments_dir, settings.allowed_hosts)
     if report.errors:
         raise ConfigError("; ".join(e.detail for e in report.errors.values()))
@@ -36,6 +65,8 @@ def workers_needed(settings: Settings) -> list[WorkerSpec]:
     for loaded in report.experiments.values():
         exp = loaded.experiment
         for name, variant in exp.variants.items():
+            if variant.protocol != DEFAULT_PROTOCOL:
+                continue
             url = urlsplit(variant.url)
             if url.hostname not in LOCAL_HOSTS or url.port is None:
                 continue
@@ -89,9 +120,34 @@ class Stack:
         ).start()
         self.processes.append(gateway)
         url = f"http://{settings.host}:{settings.port}"
-        self._wait(gateway, f"{url}/readyz", 60)
-        say(f"gateway ready at {url}")
+        self._wait(gateway, f"{url}/healthz", 60)
+        external = external_servers(settings)
+        if external:
+            self._report_external(url, external, say)
+        if http_ok(f"{url}/readyz"):
+            say(f"gateway ready at {url}")
+        else:
+            say(f"gateway up at {url} but NOT READY: {readiness(url)}")
         return url
+
+    def _report_external(
+        self, url: str, external: list[ExternalSpec], say: Callable[[str], object]
+    ) -> None:
+        """Wait (bounded) for model servers run elsewhere, then say which are not ready."""
+        states: dict[tuple[str, str], bool] = {}
+
+        def all_ready() -> bool:
+            states.update(variant_readiness(url))
+            return all(states.get((s.experiment, s.variant)) for s in external)
+
+        with contextlib.suppress(TimeoutError):
+            poll_until(all_ready, self.settings.up_ready_timeout, 0.5, what="model servers")
+        for spec in external:
+            state = "ready" if states.get((spec.experiment, spec.variant)) else "NOT READY"
+            say(
+                f"{spec.protocol} model server {spec.variant} of {spec.experiment} at "
+                f"{spec.url}: {state} (not started by turnout up)"
+            )
 
     def _wait(self, proc: ManagedProcess, url: str, timeout: float) -> None:
         try:
@@ -127,3 +183,20 @@ class Stack:
                     reported.add(proc.name)
                     say(f"{proc.name} exited (code {proc.proc and proc.proc.returncode})")
             time.sleep(0.2)
+
+
+def variant_readiness(url: str) -> dict[tuple[str, str], bool]:
+    """(experiment, variant) -> ready, as the gateway's ``GET /experiments`` says."""
+    body = httpx.get(f"{url}/experiments", timeout=2.0).json()
+    return {
+        (exp["name"], variant): bool(state.get("ready"))
+        for exp in body.get("experiments", [])
+        for variant, state in exp.get("upstreams", {}).items()
+    }
+
+
+def readiness(url: str) -> str:
+    try:
+        return str(httpx.get(f"{url}/readyz", timeout=2.0).json().get("detail"))
+    except (httpx.HTTPError, ValueError):
+        return "no answer from /readyz"

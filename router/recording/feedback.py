@@ -225,6 +225,8 @@ class FeedbackWriter:
         if "version" in attribution:
             event["version"] = attribution["version"]
         if correct is not None:
+            cell = f"{keys.FEEDBACK_CONFUSION}{attribution.get('label')}|{dumps(label)}"
+            commands.append(("HINCRBY", counters, (cell, "1")))
             commands.append(("HINCRBY", counters, (keys.FEEDBACK_LABELLED, "1")))
             commands.append(("HINCRBY", counters, (keys.FEEDBACK_CORRECT, "1" if correct else "0")))
             event["label"] = dumps(label)

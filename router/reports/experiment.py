@@ -102,6 +102,7 @@ def variant_row(
         for field, count in sorted(raw.items())
         if field.startswith(keys.LABEL)
     }
+    table = feedback_confusion(raw)
     return {
         "variant": name,
         "version": experiment.version_of(name) if name in experiment.variants else None,
@@ -138,8 +139,38 @@ def variant_row(
             "correct": correct,
             "accuracy": _ratio(correct, fb_labelled),
             "accuracy_interval": list(accuracy_interval) if accuracy_interval else None,
+            "confusion": table,
+            "classes": per_class(table),
         },
     }
+
+
+def feedback_confusion(raw: dict[str, str]) -> dict[str, dict[str, int]]:
+    """Served label -> true label -> count, from labelled feedback (labels as JSON text)."""
+    table: dict[str, dict[str, int]] = {}
+    for field, count in raw.items():
+        if field.startswith(keys.FEEDBACK_CONFUSION):
+            served, truth = field.removeprefix(keys.FEEDBACK_CONFUSION).split("|", 1)
+            table.setdefault(served, {})[truth] = int(count)
+    return {p: dict(sorted(row.items())) for p, row in sorted(table.items())}
+
+
+def per_class(table: dict[str, dict[str, int]]) -> dict[str, dict[str, Any]]:
+    """Per label: how often served, how often true, precision and recall (None: no data)."""
+    labels = sorted({*table, *(t for row in table.values() for t in row)})
+    out: dict[str, dict[str, Any]] = {}
+    for label in labels:
+        served = sum(table.get(label, {}).values())
+        actual = sum(row.get(label, 0) for row in table.values())
+        correct = table.get(label, {}).get(label, 0)
+        out[label] = {
+            "served": served,
+            "actual": actual,
+            "correct": correct,
+            "precision": _ratio(correct, served),
+            "recall": _ratio(correct, actual),
+        }
+    return out
 
 
 def _sums(raw: dict[str, str], metric: str) -> tuple[float, float, float]:

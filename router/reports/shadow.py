@@ -13,7 +13,13 @@ from router.core.metrics import SCORE_DELTA_BUCKETS
 from router.recording.events import LATENCY_BOUNDS_MS
 from router.reports.experiment import dense_buckets
 from router.reports.reads import ShadowRecorded
-from router.reports.stats import mcnemar, mean_interval, quantiles_from_histogram, wilson_interval
+from router.reports.stats import (
+    bowker,
+    mcnemar,
+    mean_interval,
+    quantiles_from_histogram,
+    wilson_interval,
+)
 from router.storage import keys
 
 
@@ -39,7 +45,8 @@ def pair_row(primary: str, shadow: str, raw: dict[str, str]) -> dict[str, Any]:
     pairs = _int(raw, keys.SHADOW_PAIRS)
     agree = _int(raw, keys.SHADOW_AGREE)
     table = confusion(raw)
-    binary = {*table, *(s for row in table.values() for s in row)} <= {"0", "1"}
+    labels = sorted({*table, *(s for row in table.values() for s in row)})
+    binary = set(labels) <= {"0", "1"}
     positive_primary = sum(table.get("1", {}).values())
     positive_shadow = sum(row.get("1", 0) for row in table.values())
     n_delta = _int(raw, keys.SHADOW_DELTA_N)
@@ -69,9 +76,7 @@ def pair_row(primary: str, shadow: str, raw: dict[str, str]) -> dict[str, Any]:
             "primary": positive_primary / pairs if pairs and binary else None,
             "shadow": positive_shadow / pairs if pairs and binary else None,
         },
-        "mcnemar": mcnemar(table.get("1", {}).get("0", 0), table.get("0", {}).get("1", 0))
-        if binary
-        else None,
+        "mcnemar": paired_test(table, labels),
         "score_delta": {
             "n": n_delta,
             "mean": delta_sum / n_delta if n_delta else None,
@@ -95,6 +100,15 @@ def pair_row(primary: str, shadow: str, raw: dict[str, str]) -> dict[str, Any]:
             "shadow_accuracy": shadow_correct / fb_n if fb_n else None,
         },
     }
+
+
+def paired_test(table: dict[str, dict[str, int]], labels: list[str]) -> dict[str, Any] | None:
+    """McNemar's test for two labels (b = primary 1 and shadow 0 when they are 0 and 1), Bowker's
+    symmetry test for more; None before any pair."""
+    if len(labels) > 2:
+        return dict(bowker(table))
+    first, second = (["0", "1"] if set(labels) <= {"0", "1"} else [*labels, "", ""])[:2]
+    return dict(mcnemar(table.get(second, {}).get(first, 0), table.get(first, {}).get(second, 0)))
 
 
 def _listed(pair: tuple[float, float] | None) -> list[float] | None:

@@ -64,6 +64,13 @@ class McNemarResult(TypedDict):
     method: Literal["exact", "chi2"]
 
 
+class BowkerResult(TypedDict):
+    statistic: float
+    df: int
+    p_value: float | None
+    method: Literal["bowker"]
+
+
 class BetaSummary(TypedDict):
     alpha: float
     beta: float
@@ -286,6 +293,28 @@ def mcnemar(b: int, c: int) -> McNemarResult:
     statistic = max(0.0, abs(b - c) - 1.0) ** 2 / n
     p_value = _clip_p(float(stats.chi2.sf(statistic, 1)))
     return {"b": b, "c": c, "statistic": statistic, "p_value": p_value, "method": "chi2"}
+
+
+def bowker(table: Mapping[str, Mapping[str, int]]) -> BowkerResult:
+    """Bowker's test of symmetry of a k x k paired table (McNemar's test for k classes).
+
+    Sum over label pairs i < j of (n_ij - n_ji)^2 / (n_ij + n_ji), chi-square with one degree of
+    freedom per pair that has any discordant count. No degree of freedom: ``p_value`` None.
+    """
+    labels = sorted({*table, *(s for row in table.values() for s in row)})
+    statistic = 0.0
+    df = 0
+    for i, first in enumerate(labels):
+        for second in labels[i + 1 :]:
+            a = table.get(first, {}).get(second, 0)
+            b = table.get(second, {}).get(first, 0)
+            _check_count("n_ij", a)
+            _check_count("n_ji", b)
+            if a + b:
+                statistic += (a - b) ** 2 / (a + b)
+                df += 1
+    p_value = _clip_p(float(stats.chi2.sf(statistic, df))) if df else None
+    return {"statistic": statistic, "df": df, "p_value": p_value, "method": "bowker"}
 
 
 def _check_beta(name: str, alpha: float, beta: float) -> None:

@@ -8,6 +8,7 @@ contract (a missing field, a NaN score) raises ``BadAnswer`` with a bounded reas
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -222,7 +223,12 @@ def parse_answer(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
+        pass
+    try:  # Python's json writes NaN and Infinity: name the likely culprit, a broken score
+        json.loads(body)
+    except ValueError:
         raise BadAnswer("not_json", f"answer is not JSON: {_brief(body)}") from None
+    raise BadAnswer("bad_score", "answer holds NaN or Infinity, which JSON does not allow")
 
 
 def parse_object(body: bytes) -> dict[str, Any]:

@@ -1,0 +1,194 @@
+"""A real gateway in front of a real model server that answers badly, one way per case.
+
+Each bad answer, from a variant, is a counted fallback to the control with a bounded reason;
+from the control itself, a 502 ``bad_upstream_answer`` naming the reason (a timeout: 503). Never
+a 500, never a hang. Readiness hangs on every experiment's control.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from router.local.processes import ManagedProcess, free_port, http_ok, poll_until
+from tests.conftest import Gateway, GatewayFactory, WorkerFactory, write_experiment
+
+TIMEOUT = 1.5
+CAP = 65_536
+SEED = "protocol: http_json, score: confidence, label: is_profane, labels: {true: 1, false: 0}"
+OIP = "protocol: open_inference, model: m, input_name: text, label_output: predict"
+
+# case -> (how the variant speaks, the fallback reason, the control's status and reason)
+CASES = {
+    "not_json": (SEED + ", health: none", "not_json", 502),
+    "html": (SEED + ", health: none", "not_json", 502),
+    "missing": (SEED + ", health: none", "missing_field", 502),
+    "nan": (SEED + ", health: none", "bad_score", 502),
+    "text_score": (SEED + ", health: none", "bad_score", 502),
+    "redirect": (SEED + ", health: none", "redirect", 502),
+    "large": (SEED + ", health: none", "too_large", 502),
+    "large_chunked": (SEED + ", health: none", "too_large", 502),
+    "trickle": (SEED + ", health: none", "timeout", 503),
+    "oip_error": (OIP, "upstream_error", 502),
+    "oip_id": (OIP, "id_mismatch", 502),
+}
+
+
+@pytest.fixture(scope="module")
+def misbehaving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    process = ManagedProcess(
+        "misbehaving",
+        [sys.executable, "-m", "tests.servers.misbehaving", str(port)],
+        log_path=tmp_path_factory.mktemp("misbehaving") / "server.log",
+        cwd=Path(__file__).resolve().parents[2],
+    ).start()
+    url = f"http://127.0.0.1:{port}"
+    poll_until(lambda: http_ok(f"{url}/good/v2/health/ready") or not process.alive(), 20)
+    assert process.alive(), process.output()
+    yield url
+    process.stop()
+
+
+def fallback_yaml(case: str, worker: str, server: str) -> str:
+    spec = CASES[case][0]
+    return (
+        f"name: fb-{case}\nmodel: fb-{case}\ncontrol: v1\nvariants:\n"
+        f"  v1: {{url: '{worker}'}}\n"
+        f"  bad: {{url: '{server}/{case}', {spec}}}\n"
+        "policy: {kind: canary, weights: {v1: 0, bad: 100}}\n"
+    )
+
+
+def control_yaml(case: str, server: str) -> str:
+    spec = CASES[case][0]
+    return (
+        f"name: ctl-{case}\nmodel: ctl-{case}\ncontrol: bad\nvariants:\n"
+        f"  bad: {{url: '{server}/{case}', {spec}}}\n"
+        "policy: {kind: blue_green, active: bad}\n"
+    )
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    start_gateway: GatewayFactory,
+    start_worker: WorkerFactory,
+    misbehaving: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Gateway:
+    worker = start_worker("v1").url
+    folder = tmp_path_factory.mktemp("experiments")
+    for case in CASES:
+        write_experiment(folder, fallback_yaml(case, worker, misbehaving), f"fb-{case}.yaml")
+        write_experiment(folder, control_yaml(case, misbehaving), f"ctl-{case}.yaml")
+    seed = f"{misbehaving}/good"
+    write_experiment(
+        folder,
+        "name: seed\nmodel: seed\ncontrol: seed\nvariants:\n"
+        f"  seed: {{url: '{seed}', {SEED}, health: none}}\n"
+        "policy: {kind: blue_green, active: seed}\n",
+        "seed.yaml",
+    )
+    env = {
+        "TURNOUT_UPSTREAM_TIMEOUT": str(TIMEOUT),
+        "TURNOUT_UPSTREAM_MAX_ANSWER_BYTES": str(CAP),
+        "TURNOUT_ACCESS_LOG": "false",
+    }
+    return start_gateway(folder, **env)
+
+
+def fallbacks(gateway: Gateway, experiment: str) -> dict[str, float]:
+    text = httpx.get(f"{gateway.url}/metrics").text
+    return {
+        s.labels["reason"]: s.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "turnout_fallbacks"
+        for s in family.samples
+        if s.name.endswith("_total") and s.labels["experiment"] == experiment
+    }
+
+
+def predict(gateway: Gateway, model: str) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    r = httpx.post(f"{gateway.url}/models/{model}/predict", json={"text": "you idiot"}, timeout=30)
+    return r, time.monotonic() - started
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_bad_answer_from_a_variant_falls_back_to_the_control(gateway: Gateway, case: str) -> None:
+    r, seconds = predict(gateway, f"fb-{case}")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["variant"], body["served_variant"], body["fallback"]) == ("bad", "v1", True)
+    assert body["label"] in (0, 1) and 0.0 <= body["score"] <= 1.0
+    assert fallbacks(gateway, f"fb-{case}") == {CASES[case][1]: 1.0}
+    assert seconds < TIMEOUT + 3.0  # the trickle is cut at the timeout, never a hang
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_bad_answer_from_the_control_is_a_502_with_the_reason(
+    gateway: Gateway, case: str
+) -> None:
+    r, seconds = predict(gateway, f"ctl-{case}")
+    reason, status = CASES[case][1], CASES[case][2]
+    assert r.status_code == status, r.text
+    body = r.json()
+    if status == 502:
+        assert body["error"] == "bad_upstream_answer"
+        assert f"bad answer ({reason})" in body["detail"]
+    else:
+        assert body["error"] == "no_upstream" and "Timeout" in body["detail"]
+    assert seconds < TIMEOUT + 3.0
+
+
+def test_the_answer_cap_is_a_setting(gateway: Gateway) -> None:
+    r, _ = predict(gateway, "ctl-large")
+    assert f"cap of {CAP}" in r.json()["detail"]
+
+
+def test_the_seed_service_answers_with_four_settings(gateway: Gateway) -> None:
+    r, _ = predict(gateway, "seed")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["label"], body["score"]) == (1, 0.9)
+    assert body["prediction"] == {"is_profane": True, "confidence": 0.9}
+
+
+def test_experiments_show_each_variants_protocol_and_readiness(gateway: Gateway) -> None:
+    items = {e["name"]: e for e in httpx.get(f"{gateway.url}/experiments").json()["experiments"]}
+    fb = items["fb-oip_id"]["upstreams"]
+    assert fb["v1"]["protocol"] == "turnout" and fb["v1"]["ready"] is True
+    assert fb["bad"]["protocol"] == "open_inference" and fb["bad"]["health"] == "active"
+    seed = items["seed"]["upstreams"]["seed"]
+    assert seed["protocol"] == "http_json" and seed["health"] == "passive"
+    assert seed["ready"] is True and seed["healthy"] is None
+
+
+def test_readyz_is_false_while_a_control_cannot_answer(gateway: Gateway) -> None:
+    assert httpx.get(f"{gateway.url}/readyz").status_code == 200
+    dead = f"http://127.0.0.1:{free_port()}"
+    path = write_experiment(
+        gateway.experiments_dir,
+        f"name: down\nmodel: down\ncontrol: v1\nvariants:\n  v1: {{url: '{dead}'}}\n"
+        "policy: {kind: blue_green, active: v1}\n",
+        "down.yaml",
+    )
+    try:
+        poll_until(
+            lambda: httpx.get(f"{gateway.url}/readyz").status_code == 503, 20, what="not ready"
+        )
+        body = httpx.get(f"{gateway.url}/readyz").json()
+        assert body["error"] == "not_ready" and "down (control v1)" in body["detail"]
+        assert httpx.get(f"{gateway.url}/v2/health/ready").status_code == 503
+        items = httpx.get(f"{gateway.url}/experiments").json()["experiments"]
+        (down,) = [e for e in items if e["name"] == "down"]
+        assert down["upstreams"]["v1"]["ready"] is False
+    finally:
+        path.unlink()
+    poll_until(lambda: httpx.get(f"{gateway.url}/readyz").status_code == 200, 20, what="ready")
