@@ -66,11 +66,14 @@ def start_worker(
     tmp_path = tmp_path_factory.mktemp("workers")
     started: list[Worker] = []
 
-    def start(version: str, wait_ready: bool = True, **env: str) -> Worker:
+    def start(
+        version: str, wait_ready: bool = True, model: str = "profanity", **env: str
+    ) -> Worker:
         port = free_port()
+        argv = [sys.executable, "-m", "router", "worker", "--model", model, "--version", version]
         process = ManagedProcess(
-            f"worker-{version}",
-            [sys.executable, "-m", "router", "worker", "--version", version, "--port", str(port)],
+            f"worker-{model}-{version}",
+            [*argv, "--port", str(port)],
             env={"TURNOUT_MODELS_DIR": str(models_dir), **env},
             log_path=tmp_path / f"worker-{version}-{port}.log",
         ).start()
