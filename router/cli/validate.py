@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from router.cli.common import console, err_console, fail
 from router.core.errors import TurnoutError
@@ -110,11 +111,13 @@ def render_probe(found: list[Any] | None) -> None:
         ready = {True: "ready", False: "NOT READY", None: "passive health"}[p.ready]
         if p.ok:
             console.print(
-                f"{where}: label {json_text(p.label)}, score {json_text(p.score)} [{ready}]",
+                f"{where}: label {json_text(p.label)}, score {json_text(p.score)} ({ready})",
                 highlight=False,
             )
         else:
-            console.print(f"{where}: [red]failed[/red] {p.error} [{ready}]", highlight=False)
+            console.print(
+                f"{where}: [red]failed[/red] {escape(p.error)} ({ready})", highlight=False
+            )
 
 
 def json_text(value: object) -> str:
