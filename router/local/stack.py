@@ -134,16 +134,18 @@ class Stack:
         self, url: str, external: list[ExternalSpec], say: Callable[[str], object]
     ) -> None:
         """Wait (bounded) for model servers run elsewhere, then say which are not ready."""
-        states: dict[tuple[str, str], bool] = {}
+        states: dict[tuple[str, str], str] = {}
 
         def all_ready() -> bool:
             states.update(variant_readiness(url))
-            return all(states.get((s.experiment, s.variant)) for s in external)
+            return all(
+                states.get((s.experiment, s.variant), "").startswith("ready") for s in external
+            )
 
         with contextlib.suppress(TimeoutError):
             poll_until(all_ready, self.settings.up_ready_timeout, 0.5, what="model servers")
         for spec in external:
-            state = "ready" if states.get((spec.experiment, spec.variant)) else "NOT READY"
+            state = states.get((spec.experiment, spec.variant), "NOT READY")
             say(
                 f"{spec.protocol} model server {spec.variant} of {spec.experiment} at "
                 f"{spec.url}: {state} (not started by turnout up)"
@@ -185,14 +187,21 @@ class Stack:
             time.sleep(0.2)
 
 
-def variant_readiness(url: str) -> dict[tuple[str, str], bool]:
-    """(experiment, variant) -> ready, as the gateway's ``GET /experiments`` says."""
+def variant_readiness(url: str) -> dict[tuple[str, str], str]:
+    """(experiment, variant) -> ``ready``, ``ready (passive health)`` or ``NOT READY``, as the
+    gateway's ``GET /experiments`` says."""
     body = httpx.get(f"{url}/experiments", timeout=2.0).json()
     return {
-        (exp["name"], variant): bool(state.get("ready"))
+        (exp["name"], variant): _state(state)
         for exp in body.get("experiments", [])
         for variant, state in exp.get("upstreams", {}).items()
     }
+
+
+def _state(state: dict[str, object]) -> str:
+    if not state.get("ready"):
+        return "NOT READY"
+    return "ready (passive health)" if state.get("health") == "passive" else "ready"
 
 
 def readiness(url: str) -> str:

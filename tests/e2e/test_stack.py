@@ -63,3 +63,49 @@ def test_up_serves_the_experiment_and_ctrl_c_stops_everything(
         )
     finally:
         stack.stop()
+
+
+def test_up_starts_turnout_workers_only_and_says_which_servers_are_not_ready(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    worker, dead, passive = free_port(), free_port(), free_port()
+    write_experiment(
+        tmp_path / "experiments",
+        "name: mixed\nmodel: profanity\ncontrol: v1\nvariants:\n"
+        f"  v1: {{url: 'http://127.0.0.1:{worker}'}}\n"
+        f"  bento: {{url: 'http://127.0.0.1:{dead}', protocol: bentoml}}\n"
+        f"  seed: {{url: 'http://127.0.0.1:{passive}', protocol: http_json, health: none}}\n"
+        "policy: {kind: canary, weights: {v1: 80, bento: 10, seed: 10}}\n",
+    )
+    gateway_port = free_port()
+    stack = ManagedProcess(
+        "turnout up",
+        [sys.executable, "-m", "router", "up"],
+        env={
+            "TURNOUT_MODELS_DIR": str(models_dir),
+            "TURNOUT_EXPERIMENTS_DIR": str(tmp_path / "experiments"),
+            "TURNOUT_STATE_DIR": str(tmp_path / "state"),
+            "TURNOUT_PORT": str(gateway_port),
+            "TURNOUT_REDIS_PORT": str(free_port()),
+            "TURNOUT_UP_READY_TIMEOUT": "3",
+            "COLUMNS": "200",
+        },
+        log_path=tmp_path / "up.log",
+    ).start()
+    try:
+        ready = f"gateway ready at http://127.0.0.1:{gateway_port}"
+        poll_until(
+            lambda: ready in stack.output() or not stack.alive(), 120, what="the stack to start"
+        )
+        out = stack.output()
+        assert stack.alive(), out
+        assert f"bentoml model server bento of mixed at http://127.0.0.1:{dead}: NOT READY" in out
+        assert (
+            f"http_json model server seed of mixed at http://127.0.0.1:{passive}: ready (passive"
+            in out
+        )
+        children = psutil.Process(stack.pid).children(recursive=True)
+        names = " ".join(" ".join(c.cmdline()) for c in children)
+        assert names.count(" worker ") == 1 and f"--port {worker}" in names
+    finally:
+        stack.stop()
