@@ -49,6 +49,7 @@ bench: train
 	$(BIN)/python -m benchmarks.bandit_regret
 	$(BIN)/python -m benchmarks.bandit_replay
 	$(BIN)/python -m benchmarks.rollout_sim
+	$(BIN)/python -m benchmarks.protocols
 
 clean:
 	rm -rf $(VENV) models .mypy_cache .ruff_cache

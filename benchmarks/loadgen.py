@@ -11,6 +11,8 @@ import argparse
 import asyncio
 import json
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import aiohttp
 import numpy as np
@@ -32,17 +34,22 @@ def body(i: int) -> bytes:
     return json.dumps({"text": TEXTS[i % len(TEXTS)], "user_id": f"user-{i}"}).encode()
 
 
-async def post_ok(session: aiohttp.ClientSession, url: str, i: int) -> bool:
+Body = Callable[[int], bytes]
+
+
+async def post_ok(session: aiohttp.ClientSession, url: str, i: int, make: Body = body) -> bool:
     """Send request number ``i``; True when it got a 2xx answer."""
     try:
-        async with session.post(url, data=body(i), headers=HEADERS) as response:
+        async with session.post(url, data=make(i), headers=HEADERS) as response:
             await response.read()
             return response.status < 300
     except aiohttp.ClientError:
         return False
 
 
-async def closed_loop(url: str, concurrency: int, duration: float) -> tuple[list[float], int]:
+async def closed_loop(
+    url: str, concurrency: int, duration: float, make: Body = body
+) -> tuple[list[float], int]:
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + duration
@@ -55,7 +62,7 @@ async def closed_loop(url: str, concurrency: int, duration: float) -> tuple[list
             while time.perf_counter() < deadline:
                 counter += 1
                 started = time.perf_counter()
-                if await post_ok(session, url, counter):
+                if await post_ok(session, url, counter, make):
                     latencies.append(time.perf_counter() - started)
                 else:
                     errors += 1
@@ -109,12 +116,19 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--rate", type=float, default=0.0, help="open loop at this rate")
     parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--body", help="file holding the one JSON body every request sends")
     args = parser.parse_args()
+    make = body
+    if args.body:
+        fixed = Path(args.body).read_bytes()
+        make = lambda _: fixed  # noqa: E731
     started = time.perf_counter()
     if args.rate:
         latencies, errors = asyncio.run(open_loop(args.url, args.rate, args.duration))
     else:
-        latencies, errors = asyncio.run(closed_loop(args.url, args.concurrency, args.duration))
+        latencies, errors = asyncio.run(
+            closed_loop(args.url, args.concurrency, args.duration, make)
+        )
     print(json.dumps(summary(latencies, errors, time.perf_counter() - started)))
 
 

@@ -49,7 +49,7 @@ def train(
         unknown = [n for n in names if n not in recipes]
         if unknown:
             known = ", ".join(sorted(recipes))
-            raise fail(f"unknown {family} recipe {unknown[0]!r}; known: {known}", 2)
+            raise fail(f"unknown recipe {unknown[0]!r} of {family}; known: {known}", 2)
         jobs += [(family, n, version or n) for n in names]
     if if_missing:
         root = settings.models_dir

@@ -235,7 +235,8 @@ def status_table(experiments: dict[str, Any], flags: dict[str, Any] | None) -> T
     )
     for exp in experiments["experiments"]:
         health = " ".join(
-            f"{v} {'[green]up[/green]' if u['healthy'] else '[red]down[/red]'}"
+            f"{v} {'[green]up[/green]' if u.get('ready', u['healthy']) else '[red]down[/red]'}"
+            + ("" if u.get("protocol", "turnout") == "turnout" else f" ({u['protocol']})")
             + ("" if u["breaker"] == "closed" else f" ({u['breaker']})")
             for v, u in exp["upstreams"].items()
         )
