@@ -14,7 +14,7 @@ from model_workers.recipes import RECIPES, WINE_RECIPES
 from model_workers.train import load_dataset, load_wine_dataset, train
 from router.core.settings import Settings
 from router.local.processes import ManagedProcess, free_port, http_ok, poll_until
-from router.local.redis_server import EmbeddedRedis
+from router.local.redis_server import EmbeddedCluster, EmbeddedRedis, RedisTopology
 
 SAMPLE_ROWS = 4000
 
@@ -41,9 +41,27 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis")).start()
+def topologies() -> list[str]:
+    """Redis topologies the shared fixture runs on: one instance and a 3+3 cluster. A laptop
+    may narrow it (``TURNOUT_TEST_TOPOLOGIES=single``); CI always runs both."""
+    chosen = os.environ.get("TURNOUT_TEST_TOPOLOGIES", "single,cluster").split(",")
+    if os.environ.get("CI") == "true":
+        return ["single", "cluster"]
+    return [t for t in ("single", "cluster") if t in chosen]
+
+
+@pytest.fixture(scope="session", params=topologies())
+def redis_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RedisTopology]:
+    """The Redis that recording, feedback, bandit, flags and shadow tests share: each of them
+    runs once on one instance and once on a real cluster (three primaries, three replicas)."""
+    server: RedisTopology
+    if request.param == "cluster":
+        server = EmbeddedCluster(tmp_path_factory.mktemp("redis-cluster"))
+    else:
+        server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
     yield server
     server.stop()
 

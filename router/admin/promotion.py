@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from router.config.experiments import BlueGreenPolicy
@@ -28,6 +27,7 @@ from router.flags.store import AuditEvent, FlagStore
 from router.routing.steering import resolve_variant
 from router.routing.table import Route, RouteTable
 from router.storage import keys
+from router.storage.client import RedisClient
 
 log = logging.getLogger("turnout.admin")
 
@@ -35,7 +35,7 @@ log = logging.getLogger("turnout.admin")
 class PromotionRecords:
     """The file before each experiment's last promotion, in Redis (for ``undo``)."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self.redis = redis
 
     async def save(self, experiment: str, record: dict[str, object]) -> None:

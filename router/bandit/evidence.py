@@ -12,10 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import redis.asyncio as aioredis
-
 from router.routing.policies.base import ArmStats
 from router.storage import keys
+from router.storage.client import RedisClient
 from router.storage.codec import as_text_dict, text
 from router.storage.scripts import Command
 
@@ -104,7 +103,7 @@ class BanditStore(Protocol):
 class RedisBanditStore:
     """One pipelined round trip per refresh, whatever the number of experiments."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self.redis = client
 
     async def read(

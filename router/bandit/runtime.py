@@ -41,7 +41,7 @@ from router.flags.values import ExperimentFlags
 from router.routing.policies.bandit import Bandit, Posteriors
 from router.routing.policies.base import Decision, HeldArm, RoutingView
 from router.routing.table import Route, RouteTable
-from router.storage.client import connect
+from router.storage.client import connect, redis_configured
 
 log = logging.getLogger("turnout.bandit")
 
@@ -164,7 +164,7 @@ class BanditRuntime:
         clock: Callable[[], float] = time.time,
     ) -> BanditRuntime:
         store = None
-        if settings.redis_url:
+        if redis_configured(settings):
             store = RedisBanditStore(connect(settings))
         return cls(
             store,

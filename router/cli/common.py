@@ -10,7 +10,10 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+
+from router.core.settings import Settings
 
 console = Console()
 err_console = Console(stderr=True)
@@ -42,3 +45,21 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=False) + "\n")
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """A refused setting in one line, named as its environment variable."""
+    parts = []
+    for error in exc.errors():
+        where = "_".join(str(part) for part in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"TURNOUT_{where.upper()}: {message}" if where else message)
+    return "invalid settings: " + "; ".join(parts)
+
+
+def load_settings() -> Settings:
+    """The process's Settings, or exit 2 with what is wrong (never a traceback)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise fail(settings_problem(exc), 2) from None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import typer
+from pydantic import ValidationError
 
-from router.cli import models, operator, replay, reports, rollout, serve, validate
+from router.cli import migrate, models, operator, replay, reports, rollout, serve, validate
+from router.cli.common import err_console, settings_problem
 
 app = typer.Typer(
     help="Turnout: route traffic between machine-learning model versions.",
@@ -12,7 +14,7 @@ app = typer.Typer(
     add_completion=True,
     pretty_exceptions_show_locals=False,
 )
-for commands in (models.app, serve.app, validate.app, reports.app):
+for commands in (models.app, serve.app, validate.app, reports.app, migrate.app):
     app.registered_commands += commands.registered_commands
     app.registered_groups += commands.registered_groups
 operator.register(app)
@@ -21,4 +23,8 @@ app.command()(replay.replay)
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except ValidationError as exc:  # settings read by a command: one line, exit 2
+        err_console.print(f"[red]error:[/red] {settings_problem(exc)}", highlight=False)
+        raise SystemExit(2) from None

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from router.cli.common import console, fail
+from router.cli.common import console, fail, load_settings
 from router.core.errors import TurnoutError
 from router.core.settings import Settings
 
@@ -30,6 +30,30 @@ def serve(api: Any, host: str, port: int) -> None:
     )
 
 
+def check_redis(settings: Settings) -> None:
+    """Refuse to start on Redis settings that can never work (exit 2, one line); report a
+    Redis that is down and start anyway: outcomes wait in the bounded buffer."""
+    import asyncio
+    import logging
+
+    from router.core import logs
+    from router.core.errors import RedisMisconfigured
+    from router.storage.client import describe, redis_configured
+    from router.storage.preflight import preflight
+
+    if not redis_configured(settings):
+        return
+    try:
+        problems = asyncio.run(preflight(settings))
+    except RedisMisconfigured as exc:
+        raise fail(exc.detail, 2) from None
+    log = logging.getLogger("turnout.gateway")
+    for problem in problems:
+        logs.event(log, "redis_unavailable_at_start", logging.ERROR, reason=problem)
+    if not problems:
+        logs.event(log, "redis_checked", redis=describe(settings))
+
+
 @app.command()
 def worker(
     version: Annotated[str, typer.Option(help="Version to serve.")],
@@ -42,7 +66,7 @@ def worker(
     from model_workers.service import create_app
     from router.core import logs
 
-    settings = Settings()
+    settings = load_settings()
     logs.configure(settings.log_level)
     try:
         registry.verify(settings.models_dir, model, version)
@@ -61,8 +85,9 @@ def gateway(
     from router.core import logs
     from router.gateway.app import create_app
 
-    settings = Settings()
+    settings = load_settings()
     logs.configure(settings.log_level)
+    check_redis(settings)
     try:
         api = create_app(settings)
     except TurnoutError as exc:
@@ -75,7 +100,7 @@ def up() -> None:
     """Start the local stack: Redis, the workers the experiments name, and the gateway."""
     from router.local.stack import Stack
 
-    settings = Settings()
+    settings = load_settings()
     stack = Stack(settings)
     try:
         stack.start(lambda line: console.print(line, highlight=False))

@@ -85,3 +85,10 @@ class RegistryError(TurnoutError):
 
 class DatasetError(TurnoutError):
     code = "dataset_error"
+
+
+class RedisMisconfigured(TurnoutError):
+    """Redis answered, but refuses this configuration (a wrong password, an unknown Sentinel
+    master): retrying cannot help, so a process refuses to start on it."""
+
+    code = "redis_misconfigured"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,7 +47,25 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     """Redis to use; unset means an embedded redis-server started by ``turnout up``."""
     redis_port: int = Field(6399, ge=1, le=65535)
-    """Port of the embedded redis-server that ``turnout up`` starts when no URL is set."""
+    """Port of the embedded redis-server that ``turnout up`` starts when no Redis is set."""
+
+    # --- Redis topology: one instance (redis_url), Sentinel, or Cluster ----------------
+    redis_sentinels: list[str] = []
+    """Sentinels of a Sentinel-managed Redis, as a JSON list of ``"host:port"``; every client
+    asks them for the primary of ``redis_sentinel_master`` (instead of ``redis_url``)."""
+    redis_sentinel_master: str | None = None
+    """Name of the primary the sentinels monitor (``sentinel monitor NAME ...``)."""
+    redis_sentinel_password: SecretStr | None = None
+    """Password of the sentinels themselves, when their config sets ``requirepass``."""
+    redis_cluster_nodes: list[str] = []
+    """Start-up nodes of a Redis Cluster, as a JSON list of ``"host:port"`` (some or all of
+    them; the client discovers the rest). Instead of ``redis_url``."""
+    redis_username: str | None = None
+    """ACL user of the Redis data nodes (Sentinel, Cluster, or a URL that names none)."""
+    redis_password: SecretStr | None = None
+    """Password of the Redis data nodes (Sentinel, Cluster, or a URL that carries none)."""
+    redis_db: int = Field(0, ge=0)
+    """Database number on a Sentinel-managed primary (a Cluster only has database 0)."""
 
     # --- upstream calls ----------------------------------------------------------------
     upstream_connect_timeout: float = Field(0.5, gt=0)
@@ -141,6 +160,44 @@ class Settings(BaseSettings):
     """Seconds a user stays on the arm first drawn for them (experiments with ``sticky``)."""
     bandit_sticky_max: int = Field(1_000_000, ge=1)
     """Most sticky users a replica keeps in memory; past it the oldest assignments go first."""
+
+    @field_validator("redis_sentinels", "redis_cluster_nodes")
+    @classmethod
+    def _check_addresses(cls, addresses: list[str]) -> list[str]:
+        for address in addresses:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{address!r} is not host:port")
+        return addresses
+
+    @model_validator(mode="after")
+    def _one_redis_topology(self) -> Settings:
+        given = [
+            name
+            for name, value in (
+                ("TURNOUT_REDIS_URL", self.redis_url),
+                ("TURNOUT_REDIS_SENTINELS", self.redis_sentinels),
+                ("TURNOUT_REDIS_CLUSTER_NODES", self.redis_cluster_nodes),
+            )
+            if value
+        ]
+        if len(given) > 1:
+            raise ValueError(
+                f"{' and '.join(given)} are {'both' if len(given) == 2 else 'all'} set: give "
+                "one Redis topology (a URL for one instance, sentinels for a Sentinel-managed "
+                "primary, or cluster nodes)"
+            )
+        if self.redis_url and self.redis_password and urlsplit(self.redis_url).password:
+            raise ValueError(
+                "TURNOUT_REDIS_URL carries a password and TURNOUT_REDIS_PASSWORD is set: give one"
+            )
+        if self.redis_sentinels and not self.redis_sentinel_master:
+            raise ValueError("TURNOUT_REDIS_SENTINELS needs TURNOUT_REDIS_SENTINEL_MASTER")
+        if self.redis_sentinel_master and not self.redis_sentinels:
+            raise ValueError("TURNOUT_REDIS_SENTINEL_MASTER needs TURNOUT_REDIS_SENTINELS")
+        if self.redis_cluster_nodes and self.redis_db:
+            raise ValueError("a Redis Cluster has database 0 only: unset TURNOUT_REDIS_DB")
+        return self
 
     @field_validator("bandit_prior")
     @classmethod

@@ -20,7 +20,7 @@ from router.core.settings import Settings
 from router.flags.store import FlagStore
 from router.flags.values import CLEAR, ExperimentFlags, FlagDefaults, load_defaults
 from router.storage import keys
-from router.storage.client import connect
+from router.storage.client import connect, pubsub, ready, redis_configured
 
 log = logging.getLogger("turnout.flags")
 
@@ -59,7 +59,7 @@ class FlagCache:
         """Defaults from the flags file; overrides from TURNOUT_REDIS_URL when it is set."""
         defaults = load_defaults(settings.flags_file)
         store = None
-        if settings.redis_url:
+        if redis_configured(settings):
             store = FlagStore(connect(settings), defaults, settings.audit_maxlen, clock)
         return cls(store, defaults, settings.flags_refresh_interval, metrics, clock)
 
@@ -120,19 +120,22 @@ class FlagCache:
         retry = min(1.0, self.refresh_interval)
         while True:
             try:
-                async with self.store.redis.pubsub() as pubsub:
-                    await pubsub.subscribe(keys.FLAGS_CHANNEL)
+                async with pubsub(await ready(self.store.redis)) as subscription:
+                    await subscription.subscribe(keys.FLAGS_CHANNEL)
                     await self.refresh()
                     while True:
-                        message = await pubsub.get_message(
+                        message = await subscription.get_message(
                             ignore_subscribe_messages=True, timeout=self.refresh_interval
                         )
                         while message is not None:  # a burst of changes: one refresh
-                            message = await pubsub.get_message(
+                            message = await subscription.get_message(
                                 ignore_subscribe_messages=True, timeout=0
                             )
                         await self.refresh()
             except (RedisError, OSError) as exc:
+                self._down(exc)
+            except Exception as exc:  # a bug must not stop following flags for good
+                logs.event(log, "flags_follow_failed", logging.ERROR, reason=repr(exc))
                 self._down(exc)
             await asyncio.sleep(retry)
 

@@ -8,11 +8,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import orjson
-from redis.asyncio import Redis
 
 from router.core import logs
 from router.flags.values import CLEAR, FlagDefaults
 from router.storage import keys
+from router.storage.client import RedisClient
 from router.storage.codec import text
 from router.storage.scripts import CHANGE_FLAG_LUA
 
@@ -78,7 +78,7 @@ class FlagStore:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         defaults: FlagDefaults,
         audit_maxlen: int,
         clock: Callable[[], float] = time.time,

@@ -23,6 +23,7 @@ from router.core.errors import ConfigError
 from router.core.settings import Settings
 from router.local.processes import ManagedProcess, http_ok, poll_until
 from router.local.redis_server import EmbeddedRedis
+from router.storage.client import redis_configured
 from router.upstream.protocols import DEFAULT_PROTOCOL
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -91,12 +92,10 @@ class Stack:
         settings = self.settings
         specs = workers_needed(settings)
         env: dict[str, str] = {}
-        redis_url = settings.redis_url
-        if redis_url is None:
+        if not redis_configured(settings):  # else the children inherit TURNOUT_REDIS_*
             self.redis = EmbeddedRedis(self.workdir / "redis", port=settings.redis_port).start()
-            redis_url = self.redis.url
-            say(f"redis ready at {redis_url} (embedded)")
-        env["TURNOUT_REDIS_URL"] = redis_url
+            env["TURNOUT_REDIS_URL"] = self.redis.url
+            say(f"redis ready at {self.redis.url} (embedded)")
         logs = self.workdir / "logs"
         for spec in specs:
             argv = [sys.executable, "-m", "router", "worker", "--model", spec.model]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from router.recording.events import RecordedEvent
@@ -60,12 +61,17 @@ class OutcomeBuffer:
         self._in_flight = [self._queue.popleft() for _ in range(count)]
         return list(self._in_flight)
 
-    def commit(self) -> list[Pending]:
-        """The batch in flight was written (or given up): it leaves the buffer."""
+    def commit(self, keep: Sequence[Pending] = ()) -> list[Pending]:
+        """The batch in flight was written (or given up): it leaves the buffer, except ``keep``
+        (a part that could not be written now), which goes back to the front, in order."""
         batch, self._in_flight = self._in_flight, []
+        kept = {id(item) for item in keep}
+        back = [item for item in batch if id(item) in kept]
         for item in batch:
-            self._forget(item)
-        return batch
+            if id(item) not in kept:
+                self._forget(item)
+        self._queue.extendleft(reversed(back))
+        return [item for item in batch if id(item) not in kept]
 
     def restore(self) -> None:
         """The write failed: the batch goes back to the front, in its order."""

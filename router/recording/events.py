@@ -77,6 +77,14 @@ class RecordedEvent(Protocol):
     @property
     def request_id(self) -> str: ...
 
+    @property
+    def experiment(self) -> str:
+        """Every key the event writes carries this experiment's hash tag (one slot)."""
+        ...
+
+    def locator(self) -> str | None:
+        """The key that leads from the request id to the experiment (None: no such key)."""
+
     def guard_key(self) -> str:
         """The hash that makes writing this event idempotent (it holds the writer's token)."""
 
@@ -123,8 +131,11 @@ class Outcome:
     slot: int | None = None
     """The request's time slot within the window, for label-delayed gates."""
 
-    def guard_key(self) -> str:
+    def locator(self) -> str | None:
         return keys.request(self.request_id)
+
+    def guard_key(self) -> str:
+        return keys.attribution(self.experiment, self.request_id)
 
     def guard_fields(self) -> dict[str, str]:
         return attribution_fields(self)
@@ -146,7 +157,6 @@ def count_outcome(tally: Tally, outcome: Outcome) -> None:
     exp = outcome.experiment
     chosen = keys.counters(exp, outcome.variant)
     answered = outcome.served_variant
-    tally.member(keys.experiments(), exp)
     tally.member(keys.variants(exp), outcome.variant)
     tally.incr(chosen, keys.ASSIGNED)
     if outcome.sticky:
@@ -310,8 +320,11 @@ class ShadowComparison:
             return None
         return self.shadow_score - self.primary_score
 
+    def locator(self) -> str | None:
+        return None  # the request's outcome writes it
+
     def guard_key(self) -> str:
-        return keys.shadow_request(self.request_id, self.shadow)
+        return keys.shadow_request(self.experiment, self.request_id, self.shadow)
 
     def guard_fields(self) -> dict[str, str]:
         fields = {"experiment": self.experiment, "primary": self.primary}
@@ -329,7 +342,11 @@ class ShadowComparison:
             # Feedback on the request later scores the shadow's label too (same requests).
             field = keys.SHADOW_LABEL + self.shadow
             commands.append(
-                ("HSET", keys.request(self.request_id), (field, dumps(self.shadow_label)))
+                (
+                    "HSET",
+                    keys.attribution(self.experiment, self.request_id),
+                    (field, dumps(self.shadow_label)),
+                )
             )
         return commands
 

@@ -7,14 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from router.bandit.evidence import BanditTarget, evidence_commands
 from router.core.errors import Conflict, InvalidInput, NotFound
 from router.core.ids import REQUEST_ID_RULE, valid_request_id
 from router.recording.events import label_type, window_feedback_commands
 from router.storage import keys
-from router.storage.codec import as_text_dict, dumps
+from router.storage.client import RedisClient
+from router.storage.codec import as_text_dict, dumps, text
 from router.storage.scripts import ACCEPT_FEEDBACK_LUA, Command, KeyTable
 
 FIELDS = frozenset({"request_id", "reward", "label"})
@@ -91,7 +90,7 @@ class FeedbackWriter:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         stream_maxlen: int,
         bandit: Callable[[str], BanditTarget | None] | None = None,
     ) -> None:
@@ -108,7 +107,23 @@ class FeedbackWriter:
         retries (the deferred queue's): it is stored with it, so a retry whose first attempt did
         apply raises ``AppliedBefore`` instead of counting as someone else's duplicate."""
         rid = feedback.request_id
-        attribution = as_text_dict(await self.redis.hgetall(keys.request(rid)))
+        located = await self.redis.get(keys.request(rid))
+        if located is None:
+            raise NotFound(
+                f"no recorded request {rid!r}: unknown, older than the attribution TTL, or "
+                "served by another replica moments ago (retry shortly)",
+                code="unknown_request",
+            )
+        experiment = text(located)
+        target = self.bandit(experiment) if self.bandit else None
+        where = keys.attribution(experiment, rid)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(where)
+            if target is not None:
+                # Read from Redis, not from this replica's cache: a freeze holds at once.
+                pipe.hget(keys.FLAGS, keys.flag_field(experiment, "frozen"))
+            replies = await pipe.execute()
+        attribution = as_text_dict(replies[0])
         token = attribution.get(keys.TOKEN)
         if token is None:
             raise NotFound(
@@ -127,7 +142,7 @@ class FeedbackWriter:
                 feedback_token is not None
                 and attribution.get(keys.FEEDBACK_TOKEN) == feedback_token
             ):
-                raise AppliedBefore(rid, attribution["experiment"], attribution.get("version"))
+                raise AppliedBefore(rid, experiment, attribution.get("version"))
             raise Conflict(f"feedback for request {rid!r} was already accepted", code="duplicate")
         correct = None
         if feedback.label is not None:
@@ -144,30 +159,26 @@ class FeedbackWriter:
         else:
             assert feedback.reward is not None
             reward = feedback.reward
-        experiment = attribution["experiment"]
         commands = self._commands(rid, attribution, answered, reward, feedback.label, correct, now)
         if feedback_token is not None:
-            commands.append(("HSET", keys.request(rid), (keys.FEEDBACK_TOKEN, feedback_token)))
-        table = KeyTable()
-        table.ref(keys.request(rid))
-        args = [token, repr(reward), dumps(table.encode(commands))]
-        target = self.bandit(experiment) if self.bandit else None
+            commands.append(("HSET", where, (keys.FEEDBACK_TOKEN, feedback_token)))
+        bandit = None
         if target is not None and answered in target.arms:
             # The arm that answered: after a fallback the control, never the arm that failed.
-            update = {
-                "k": table.ref(keys.FLAGS),
-                "f": keys.flag_field(experiment, "frozen"),
-                "d": "true" if target.frozen_default else "false",
-                "c": table.encode(evidence_commands(experiment, answered, reward)),
-            }
-            args.append(dumps(update))
+            frozen = replies[1] if replies[1] is not None else dumps(target.frozen_default)
+            bandit = "frozen" if frozen == "true" else "updated"
+            if bandit == "updated":
+                commands += evidence_commands(experiment, answered, reward)
+        table = KeyTable()
+        table.ref(where)
+        args = [token, repr(reward), dumps(table.encode(commands))]
         result = await self._script(keys=table.keys, args=args)
         if result == "missing":
             raise NotFound(f"request {rid!r} expired meanwhile", code="unknown_request")
         if result == "duplicate":
             if (
                 feedback_token is not None
-                and await self.redis.hget(keys.request(rid), keys.FEEDBACK_TOKEN) == feedback_token
+                and await self.redis.hget(where, keys.FEEDBACK_TOKEN) == feedback_token
             ):
                 raise AppliedBefore(rid, experiment, attribution.get("version"))
             raise Conflict(f"feedback for request {rid!r} was already accepted", code="duplicate")
@@ -180,7 +191,7 @@ class FeedbackWriter:
             reward,
             attribution.get("fallback") == "1",
             correct,
-            None if len(args) == 3 else ("frozen" if result == "frozen" else "updated"),
+            bandit,
         )
 
     def _commands(
@@ -199,7 +210,7 @@ class FeedbackWriter:
             ("HINCRBY", counters, (keys.FEEDBACK_N, "1")),
             ("HINCRBYFLOAT", counters, (keys.FEEDBACK_SUM, repr(reward))),
             ("HINCRBYFLOAT", counters, (keys.FEEDBACK_SUMSQ, repr(reward * reward))),
-            ("HSET", keys.request(rid), ("fb_ts", repr(now))),
+            ("HSET", keys.attribution(experiment, rid), ("fb_ts", repr(now))),
         ]
         if reward in (0.0, 1.0):
             commands.append(("HINCRBY", counters, (keys.FEEDBACK_BINARY, "1")))

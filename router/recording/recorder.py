@@ -1,10 +1,13 @@
 """Outcome recording: a bounded in-process buffer, flushed to Redis by a background task.
 
-``record()`` only appends to memory, so a request never waits on Redis. The flusher writes one
-Lua call per batch, all or nothing, with the batch's counters summed; each event is guarded by its
-request's attribution hash, so a retried batch never counts twice. While Redis is down, events
-wait (up to ``recording_buffer_size``); past the bound the oldest waiting event is dropped and
-counted. At every moment ``produced = written + buffered + dropped`` on ``/metrics``.
+``record()`` only appends to memory, so a request never waits on Redis. The flusher writes a
+batch in two steps: one pipeline of request locators (``SET NX``: the key that leads from a
+request id to its experiment), then one Lua call per experiment in the batch, all or nothing,
+with that experiment's counters summed; each event is guarded by its request's attribution hash,
+so a retried batch never counts twice. Every key of one call is in one experiment's slot, so the
+same calls run on Redis Cluster. While Redis is down, events wait (up to
+``recording_buffer_size``); past the bound the oldest waiting event is dropped and counted. At
+every moment ``produced = written + buffered + dropped`` on ``/metrics``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from router.core import logs
@@ -25,7 +27,8 @@ from router.core.metrics import GatewayMetrics
 from router.core.settings import Settings
 from router.recording.buffer import OutcomeBuffer, Pending
 from router.recording.events import Outcome, RecordedEvent, ShadowComparison, Tally
-from router.storage.client import connect, is_transient
+from router.storage import keys
+from router.storage.client import RedisClient, connect, is_transient, redis_configured
 from router.storage.codec import dumps, flatten
 from router.storage.retry import drain_within, until_done
 from router.storage.scripts import WRITE_EVENTS_LUA, Command, KeyTable
@@ -51,6 +54,8 @@ class NullRecorder:
 
 @dataclass
 class EncodedBatch:
+    """One experiment's part of a batch, as one call of the write script."""
+
     keys: list[str]
     payload: str
     """ARGV[1] of the write script."""
@@ -61,9 +66,19 @@ class EncodedBatch:
     unencodable: int
 
 
+def by_experiment(batch: list[Pending]) -> dict[str, list[Pending]]:
+    """A batch split by experiment (one slot each), every part in the batch's order."""
+    parts: dict[str, list[Pending]] = {}
+    for item in batch:
+        parts.setdefault(item.event.experiment, []).append(item)
+    return parts
+
+
 def encode_batch(batch: list[Pending], stream_maxlen: int, attribution_ttl: int) -> EncodedBatch:
-    """The write script's KEYS and payload: one guard + its fields + stream entries per event,
-    and the batch's counter increments summed."""
+    """The write script's KEYS and payload for events of one experiment: one guard + its fields
+    + stream entries per event, and the counter increments summed."""
+    if len({item.event.experiment for item in batch}) > 1:
+        raise ValueError("one write script call holds one experiment's events (one slot)")
     table = KeyTable()
     tally = Tally()
     events: list[dict[str, object]] = []
@@ -97,6 +112,10 @@ def encode_batch(batch: list[Pending], stream_maxlen: int, attribution_ttl: int)
     return EncodedBatch(table.keys, dumps(payload), sent, repeated, unencodable)
 
 
+Settled = dict[str, int]
+"""Events of a batch by result: ``written`` or a drop reason."""
+
+
 class RedisRecorder:
     """A ``Recorder`` that buffers outcomes and writes them to Redis in the background."""
 
@@ -104,7 +123,7 @@ class RedisRecorder:
         self,
         settings: Settings,
         metrics: GatewayMetrics,
-        client: aioredis.Redis | None = None,
+        client: RedisClient | None = None,
     ) -> None:
         self.redis = client or connect(settings)
         self.settings = settings
@@ -112,6 +131,8 @@ class RedisRecorder:
         self.buffer = OutcomeBuffer(settings.recording_buffer_size)
         self.paused = False
         self._script = self.redis.register_script(WRITE_EVENTS_LUA)
+        self._registered: set[str] = set()
+        """Experiments this replica has added to ``keys.experiments()`` already."""
         self._replica = uuid.uuid4().hex[:12]
         self._seq = 0
         self._lock = asyncio.Lock()
@@ -191,48 +212,113 @@ class RedisRecorder:
             ) from None
 
     async def write_batch(self) -> bool:
-        """Write one batch. True when it left the buffer, False when it must be retried."""
+        """Write one batch. True when it left the buffer, False when (some of) it must be
+        retried: the part Redis could not take now goes back to the front of the buffer."""
         async with self._lock:
             batch = self.buffer.take(self.settings.recording_batch_size)
             if not batch:
                 return True
             started = time.perf_counter()
             try:
-                done = await self._apply(batch)
+                done, retry, failure = await self._apply(batch)
             except RedisError as exc:
                 if is_transient(exc):
                     self.buffer.restore()
                     self._set_health(False, exc)
                     self.metrics.events_buffered.set(len(self.buffer))
                     return False
-                done = {"redis_refused": len(batch)}
-                logs.event(
-                    log,
-                    "recording_batch_refused",
-                    logging.ERROR,
-                    events=len(batch),
-                    reason=str(exc),
-                )
+                done, retry, failure = {"redis_refused": len(batch)}, [], None
+                self._refused(len(batch), exc)
             except BaseException:
                 self.buffer.restore()
                 raise
-            self.buffer.commit()
+            self.buffer.commit(keep=retry)
             self.metrics.events_written.inc(done.pop("written", 0))
             for reason, count in done.items():
                 if count:
                     self.metrics.events_dropped.labels(reason).inc(count)
             self.metrics.events_buffered.set(len(self.buffer))
+            if failure is not None:
+                self._set_health(False, failure)
+                return False
             if "redis_refused" not in done:
                 self.metrics.flush_seconds.observe(time.perf_counter() - started)
                 self._set_health(True)
             return True
 
-    async def _apply(self, batch: list[Pending]) -> dict[str, int]:
-        """Run the write script until every event is written or known to be there already.
+    def _refused(self, events: int, exc: Exception) -> None:
+        logs.event(log, "recording_batch_refused", logging.ERROR, events=events, reason=str(exc))
 
-        The script writes a batch all or nothing. When some request ids already have a guard
-        (a retry of a batch that did reach Redis, or an id used twice), it writes nothing and
-        says which; those are settled and the rest is sent again, so this loop always shrinks.
+    async def _apply(
+        self, batch: list[Pending]
+    ) -> tuple[Settled, list[Pending], RedisError | None]:
+        """Locators first, then one script call per experiment, side by side.
+
+        Returns what was settled, the events to retry (an experiment whose slot did not
+        answer) and the transient error that caused it. A locator that already names another
+        experiment means the request id was used there: that event is a duplicate.
+        """
+        settled: Settled = {"written": 0, "duplicate_request_id": 0, "unencodable": 0}
+        clashes = await self._locate(batch)
+        settled["duplicate_request_id"] += len(clashes)
+        parts = by_experiment([item for item in batch if id(item) not in clashes])
+        replies = await asyncio.gather(
+            *(self._apply_one(items) for items in parts.values()), return_exceptions=True
+        )
+        retry: list[Pending] = []
+        failure: RedisError | None = None
+        for items, reply in zip(parts.values(), replies, strict=True):
+            if isinstance(reply, RedisError):
+                if is_transient(reply):
+                    retry += items
+                    failure = reply
+                else:
+                    settled["redis_refused"] = settled.get("redis_refused", 0) + len(items)
+                    self._refused(len(items), reply)
+            elif isinstance(reply, BaseException):
+                raise reply
+            else:
+                for reason, count in reply.items():
+                    settled[reason] += count
+        return settled, retry, failure
+
+    async def _locate(self, batch: list[Pending]) -> set[int]:
+        """Write each request's locator (``SET NX`` with the attribution TTL) and register new
+        experiments; returns the ids of events whose request id belongs to another experiment
+        (a locator written earlier, or earlier in this batch, names another one)."""
+        ttl = self.settings.attribution_ttl
+        owner: dict[str, str] = {}
+        new = {item.event.experiment for item in batch} - self._registered
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for item in batch:
+                key = item.event.locator()
+                if key is not None and key not in owner:
+                    owner[key] = item.event.experiment
+                    pipe.set(key, item.event.experiment, nx=True, ex=ttl)
+            if new:
+                pipe.sadd(keys.experiments(), *sorted(new))
+            replies = await pipe.execute()
+        self._registered |= new
+        taken = [key for key, ok in zip(owner, replies, strict=False) if not ok]
+        if taken:  # written before: by a retry of this batch (same experiment) or another use
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in taken:
+                    pipe.get(key)
+                found = await pipe.execute()
+            owner.update({k: v for k, v in zip(taken, found, strict=True) if v is not None})
+        return {
+            id(item)
+            for item in batch
+            if (key := item.event.locator()) is not None and owner[key] != item.event.experiment
+        }
+
+    async def _apply_one(self, batch: list[Pending]) -> Settled:
+        """Run the write script for one experiment's events until every event is written or
+        known to be there already.
+
+        The script writes its events all or nothing. When some request ids already have a
+        guard (a retry of a batch that did reach Redis, or an id used twice), it writes nothing
+        and says which; those are settled and the rest is sent again, so this loop shrinks.
         """
         settled = {"written": 0, "duplicate_request_id": 0, "unencodable": 0}
         while batch:
@@ -294,8 +380,8 @@ class RedisRecorder:
 
 
 def recorder_for(settings: Settings, metrics: GatewayMetrics) -> Recorder:
-    """Redis recording when ``redis_url`` is set; otherwise outcomes are not kept."""
-    if not settings.redis_url:
+    """Redis recording when a Redis is configured; otherwise outcomes are not kept."""
+    if not redis_configured(settings):
         return NullRecorder()
     return RedisRecorder(settings, metrics)
 

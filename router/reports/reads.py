@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import redis.asyncio as aioredis
-
 from router.storage import keys
+from router.storage.client import RedisClient
 from router.storage.codec import as_text_dict, text
 
 RECENT_DISAGREEMENTS = 10
@@ -26,7 +25,7 @@ class Recorded:
 
 
 async def read_recorded(
-    client: aioredis.Redis, experiment: str, config_version: str, configured: Iterable[str]
+    client: RedisClient, experiment: str, config_version: str, configured: Iterable[str]
 ) -> Recorded:
     seen = {text(v) for v in await client.smembers(keys.variants(experiment))}
     names = sorted(set(configured) | seen)
@@ -49,7 +48,7 @@ class ShadowRecorded:
     """The most recent disagreements, newest first."""
 
 
-async def read_shadow(client: aioredis.Redis, experiment: str) -> ShadowRecorded:
+async def read_shadow(client: RedisClient, experiment: str) -> ShadowRecorded:
     members = sorted(text(m) for m in await client.smembers(keys.shadow_pairs(experiment)))
     pairs = [tuple(m.split("|", 1)) for m in members if "|" in m]
     async with client.pipeline(transaction=True) as pipe:

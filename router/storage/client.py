@@ -1,30 +1,139 @@
-"""One way to reach Redis: a client that fails fast, with the configured timeouts."""
+"""One way to reach Redis, whatever its topology: one instance, Sentinel, or Cluster.
+
+``connect(settings)`` is the only place a client is made: the recorder, feedback, flags (and
+their pub/sub), bandits and reports all use it, so a Sentinel or Cluster setting reaches every
+one of them. Clients fail fast (no silent retries): callers buffer, back off or answer 503.
+"""
 
 from __future__ import annotations
 
+from typing import Any, TypeAlias
+
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from router.core.settings import Settings
 
+RedisClient: TypeAlias = aioredis.Redis | RedisCluster
+"""What ``connect`` returns: a plain (or Sentinel-backed) client, or a Cluster client."""
+
 TRANSIENT_REPLIES = ("BUSY", "LOADING", "OOM", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
 """Error replies that mean "try again later", as opposed to a script or data error."""
 
 
-def connect(settings: Settings, name: str = "turnout-gateway") -> aioredis.Redis:
+def redis_configured(settings: Settings) -> bool:
+    """True when some Redis topology is set (a URL, sentinels or cluster nodes)."""
+    return bool(settings.redis_url or settings.redis_sentinels or settings.redis_cluster_nodes)
+
+
+def topology(settings: Settings) -> str:
+    """``single``, ``sentinel`` or ``cluster`` (``none`` when no Redis is set)."""
+    if settings.redis_sentinels:
+        return "sentinel"
+    if settings.redis_cluster_nodes:
+        return "cluster"
+    return "single" if settings.redis_url else "none"
+
+
+def describe(settings: Settings) -> str:
+    """Where Redis is, for logs and errors: never a password."""
+    if settings.redis_sentinels:
+        return (
+            f"Sentinel master {settings.redis_sentinel_master!r} "
+            f"via {', '.join(settings.redis_sentinels)}"
+        )
+    if settings.redis_cluster_nodes:
+        return f"Redis Cluster via {', '.join(settings.redis_cluster_nodes)}"
+    if settings.redis_url:
+        from urllib.parse import urlsplit
+
+        url = urlsplit(settings.redis_url)
+        return f"Redis at {url.hostname}:{url.port or 6379}"
+    return "no Redis"
+
+
+def address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+def _secret(value: Any) -> str | None:
+    return None if value is None else str(value.get_secret_value())
+
+
+def connect(settings: Settings, name: str = "turnout-gateway") -> RedisClient:
     """A client with no silent retries: callers buffer, back off or answer 503 themselves."""
-    if not settings.redis_url:
-        raise ValueError("no Redis configured (TURNOUT_REDIS_URL)")
+    if not redis_configured(settings):
+        raise ValueError(
+            "no Redis configured (TURNOUT_REDIS_URL, TURNOUT_REDIS_SENTINELS or "
+            "TURNOUT_REDIS_CLUSTER_NODES)"
+        )
+    timeouts: dict[str, Any] = {
+        "socket_timeout": settings.redis_socket_timeout,
+        "socket_connect_timeout": settings.redis_connect_timeout,
+    }
+    username, password = settings.redis_username, _secret(settings.redis_password)
+    if settings.redis_sentinels:
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            [address(a) for a in settings.redis_sentinels],
+            sentinel_kwargs={"password": _secret(settings.redis_sentinel_password), **timeouts},
+        )
+        assert settings.redis_sentinel_master is not None  # the settings refuse it otherwise
+        master: aioredis.Redis = sentinel.master_for(
+            settings.redis_sentinel_master,
+            redis_class=aioredis.Redis,
+            db=settings.redis_db,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
+            client_name=name,
+            username=username,
+            password=password,
+            **timeouts,
+        )
+        return master
+    if settings.redis_cluster_nodes:
+        return RedisCluster(
+            startup_nodes=[ClusterNode(*address(a)) for a in settings.redis_cluster_nodes],
+            # Experiments whose shard answers keep recording while another shard is down.
+            require_full_coverage=False,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
+            client_name=name,
+            username=username,
+            password=password,
+            socket_timeout=settings.redis_socket_timeout,
+            socket_connect_timeout=settings.redis_connect_timeout,
+        )
+    assert settings.redis_url is not None
+    extra: dict[str, Any] = {
+        k: v for k, v in (("username", username), ("password", password)) if v is not None
+    }
     client: aioredis.Redis = aioredis.Redis.from_url(
         settings.redis_url,
-        decode_responses=True,
-        socket_timeout=settings.redis_socket_timeout,
-        socket_connect_timeout=settings.redis_connect_timeout,
         retry=Retry(NoBackoff(), 0),
+        decode_responses=True,
         client_name=name,
+        **timeouts,
+        **extra,
     )
+    return client
+
+
+def pubsub(client: RedisClient) -> PubSub:
+    """A pub/sub connection of ``client`` (on a Cluster: to the node of the channel's slot;
+    classic PUBLISH reaches every node, so any node would do)."""
+    return client.pubsub()
+
+
+async def ready(client: RedisClient) -> RedisClient:
+    """A Cluster client learns the slot map before its first pub/sub subscription needs it."""
+    if isinstance(client, RedisCluster):
+        await client.initialize()
     return client
 
 

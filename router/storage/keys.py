@@ -1,38 +1,46 @@
 """Every Redis key Turnout's outcome recording, feedback and reports use, in one place.
 
 Experiment and variant names match ``experiments.NAME`` and request ids match ``app.REQUEST_ID``,
-so neither can smuggle a separator or a wildcard into a key.
+so neither can smuggle a separator, a wildcard or a brace into a key.
 
-Layout (``{e}`` experiment, ``{v}`` variant, ``{cv}`` config_version, ``{rid}`` request id):
+Redis Cluster runs a script only when all its keys hash to one slot. So every key of one
+experiment carries the experiment's name as its hash tag (``{<e>}``: Redis hashes only what is
+between the braces), a request's attribution lives under its experiment, and the one key found
+from a request id alone, its locator, names that experiment. The operators' keys (flags, audit,
+promotions) share the tag ``{ops}``. One instance, Sentinel and Cluster use the same layout;
+``turnout migrate-keys`` moves data written before it (``router.storage.migrate``).
 
-=====================================  ======  ===============================================
-key                                    type    holds
-=====================================  ======  ===============================================
-``turnout:experiments``                set     experiments that have recorded anything
-``turnout:exp:{e}:variants``           set     variants with counters (configured or not)
-``turnout:exp:{e}:variant:{v}``        hash    counters of one variant (``CounterField``)
-``turnout:exp:{e}:assigned:{cv}``      hash    variant -> assignments under one config version
-``turnout:exp:{e}:events``             stream  one entry per request (capped, ``MAXLEN ~``)
-``turnout:exp:{e}:feedback``           stream  one entry per accepted feedback (capped)
-``turnout:req:{rid}``                  hash    attribution of one request + write guard (TTL)
-``turnout:exp:{e}:bandit``             hash    bandit evidence: ``{v}:s``, ``{v}:f``, ``{v}:n``
-``turnout:exp:{e}:bandit:sticky``      stream  first draws of sticky bandit users (capped)
-``turnout:exp:{e}:shadow_pairs``       set     ``{primary}|{shadow}`` pairs with comparisons
-``turnout:exp:{e}:shadow:{p}:{s}``     hash    shadow-vs-primary counters (``SHADOW_*`` fields)
-``turnout:exp:{e}:shadow_events``      stream  one entry per mirrored request (capped)
-``turnout:exp:{e}:disagreements``      stream  comparisons whose labels differ (capped)
-``turnout:req:{rid}:shadow:{s}``       hash    write guard of one mirrored call (TTL)
-``turnout:flags``                      hash    flag overrides, ``{e}/{flag}`` -> JSON value
-``turnout:flags:changed``              pubsub  channel: every flag change publishes ``{e}/{flag}``
-``turnout:audit``                      stream  operators' changes: flags, rollbacks, promotions
-``turnout:promotions``                 hash    ``{e}`` -> the file before its last promotion
-``turnout:exp:{e}:rollout``            hash    rollout and SRM state (``router.rollout.state``)
-``turnout:exp:{e}:rollout:history``    stream  every rollout transition, with its numbers
-``turnout:exp:{e}:rollout:lease``      string  ``{owner}|{fencing token}`` of the driver (TTL)
-``turnout:exp:{e}:rollout:fence``      string  the last fencing token handed out (INCR)
-``turnout:exp:{e}:rollout:window:{w}`` hash    counters of one weights window (``WINDOW_*``)
-``turnout:exp:{e}:alerts``             hash    Alertmanager alerts already acted on
-=====================================  ======  ===============================================
+Layout (``<e>`` experiment, ``<v>`` variant, ``<cv>`` config_version, ``<rid>`` request id):
+
+===========================================  ======  =========================================
+key                                          type    holds
+===========================================  ======  =========================================
+``turnout:experiments``                      set     experiments that have recorded anything
+``turnout:exp:{<e>}:variants``               set     variants with counters (configured or not)
+``turnout:exp:{<e>}:variant:<v>``            hash    counters of one variant (``CounterField``)
+``turnout:exp:{<e>}:assigned:<cv>``          hash    variant -> assignments under one config
+``turnout:exp:{<e>}:events``                 stream  one entry per request (capped, ``MAXLEN ~``)
+``turnout:exp:{<e>}:feedback``               stream  one entry per accepted feedback (capped)
+``turnout:exp:{<e>}:req:<rid>``              hash    attribution of one request + write guard
+``turnout:rid:<rid>``                        string  locator: the experiment of ``<rid>`` (TTL)
+``turnout:exp:{<e>}:bandit``                 hash    bandit evidence: ``<v>:s``, ``:f``, ``:n``
+``turnout:exp:{<e>}:bandit:sticky``          stream  first draws of sticky bandit users (capped)
+``turnout:exp:{<e>}:shadow_pairs``           set     ``<primary>|<shadow>`` pairs compared
+``turnout:exp:{<e>}:shadow:<p>:<s>``         hash    shadow-vs-primary counters (``SHADOW_*``)
+``turnout:exp:{<e>}:shadow_events``          stream  one entry per mirrored request (capped)
+``turnout:exp:{<e>}:disagreements``          stream  comparisons whose labels differ (capped)
+``turnout:exp:{<e>}:req:<rid>:shadow:<s>``   hash    write guard of one mirrored call (TTL)
+``turnout:{ops}:flags``                      hash    flag overrides, ``<e>/<flag>`` -> JSON value
+``turnout:flags:changed``                    pubsub  channel: every flag change publishes
+``turnout:{ops}:audit``                      stream  operators' changes: flags, promotions
+``turnout:{ops}:promotions``                 hash    ``<e>`` -> the file before its promotion
+``turnout:exp:{<e>}:rollout``                hash    rollout and SRM state (``router.rollout``)
+``turnout:exp:{<e>}:rollout:history``        stream  every rollout transition, with numbers
+``turnout:exp:{<e>}:rollout:lease``          string  ``<owner>|<fencing token>`` (TTL)
+``turnout:exp:{<e>}:rollout:fence``          string  the last fencing token handed out (INCR)
+``turnout:exp:{<e>}:rollout:window:<w>``     hash    counters of one weights window
+``turnout:exp:{<e>}:alerts``                 hash    Alertmanager alerts already acted on
+===========================================  ======  =========================================
 
 Counters live until the experiment is archived; streams are capped; request hashes expire.
 """
@@ -134,36 +142,52 @@ SHADOW_LABEL: Final = "shadow_label:"
 """Prefix of a request hash field holding a shadow's label, for accuracy from feedback."""
 
 
+def slot_tag(experiment: str) -> str:
+    """The hash tag every key of ``experiment`` carries: one slot per experiment."""
+    return "{" + experiment + "}"
+
+
+def _exp(experiment: str) -> str:
+    return f"{PREFIX}:exp:{slot_tag(experiment)}"
+
+
 def experiments() -> str:
     return f"{PREFIX}:experiments"
 
 
 def variants(experiment: str) -> str:
-    return f"{PREFIX}:exp:{experiment}:variants"
+    return f"{_exp(experiment)}:variants"
 
 
 def counters(experiment: str, variant: str) -> str:
-    return f"{PREFIX}:exp:{experiment}:variant:{variant}"
+    return f"{_exp(experiment)}:variant:{variant}"
 
 
 def assigned(experiment: str, config_version: str) -> str:
-    return f"{PREFIX}:exp:{experiment}:assigned:{config_version}"
+    return f"{_exp(experiment)}:assigned:{config_version}"
 
 
 def events(experiment: str) -> str:
-    return f"{PREFIX}:exp:{experiment}:events"
+    return f"{_exp(experiment)}:events"
 
 
 def feedback(experiment: str) -> str:
-    return f"{PREFIX}:exp:{experiment}:feedback"
+    return f"{_exp(experiment)}:feedback"
 
 
 def request(request_id: str) -> str:
-    return f"{PREFIX}:req:{request_id}"
+    """The locator of a request: the one key found from its id alone. A string holding the
+    experiment whose ``attribution`` hash holds the request (same TTL)."""
+    return f"{PREFIX}:rid:{request_id}"
+
+
+def attribution(experiment: str, request_id: str) -> str:
+    """A request's attribution and write guard, in its experiment's slot."""
+    return f"{_exp(experiment)}:req:{request_id}"
 
 
 def bandit(experiment: str) -> str:
-    return f"{PREFIX}:exp:{experiment}:bandit"
+    return f"{_exp(experiment)}:bandit"
 
 
 def bandit_field(arm: str, part: str) -> str:
@@ -171,31 +195,33 @@ def bandit_field(arm: str, part: str) -> str:
 
 
 def bandit_sticky(experiment: str) -> str:
-    return f"{PREFIX}:exp:{experiment}:bandit:sticky"
+    return f"{_exp(experiment)}:bandit:sticky"
 
 
 def shadow_pairs(experiment: str) -> str:
-    return f"{PREFIX}:exp:{experiment}:shadow_pairs"
+    return f"{_exp(experiment)}:shadow_pairs"
 
 
 def shadow_counters(experiment: str, primary: str, shadow: str) -> str:
-    return f"{PREFIX}:exp:{experiment}:shadow:{primary}:{shadow}"
+    return f"{_exp(experiment)}:shadow:{primary}:{shadow}"
 
 
 def shadow_events(experiment: str) -> str:
-    return f"{PREFIX}:exp:{experiment}:shadow_events"
+    return f"{_exp(experiment)}:shadow_events"
 
 
 def disagreements(experiment: str) -> str:
-    return f"{PREFIX}:exp:{experiment}:disagreements"
+    return f"{_exp(experiment)}:disagreements"
 
 
-def shadow_request(request_id: str, shadow: str) -> str:
-    return f"{PREFIX}:req:{request_id}:shadow:{shadow}"
+def shadow_request(experiment: str, request_id: str, shadow: str) -> str:
+    return f"{attribution(experiment, request_id)}:shadow:{shadow}"
 
 
-# Flags and the operators' audit trail (router.flags, router.admin).
-FLAGS: Final = f"{PREFIX}:flags"
+# Flags, the operators' audit trail and promotions (router.flags, router.admin): one slot, so
+# a flag change and its audit entry are written by one script.
+OPS_TAG: Final = "{ops}"
+FLAGS: Final = f"{PREFIX}:{OPS_TAG}:flags"
 """Only overrides live here; defaults come from the flags file (config/flags.yaml)."""
 FLAGS_CHANNEL: Final = f"{PREFIX}:flags:changed"
 
@@ -205,8 +231,8 @@ def flag_field(experiment: str, flag: str) -> str:
     return f"{experiment}/{flag}"
 
 
-AUDIT: Final = f"{PREFIX}:audit"
-PROMOTIONS: Final = f"{PREFIX}:promotions"
+AUDIT: Final = f"{PREFIX}:{OPS_TAG}:audit"
+PROMOTIONS: Final = f"{PREFIX}:{OPS_TAG}:promotions"
 
 
 # Rollouts (router.rollout). A window is the span during which one set of rollout weights was in
@@ -230,24 +256,24 @@ def window_field(variant: str, field: str, slot: int | None = None) -> str:
 
 
 def rollout(experiment: str) -> str:
-    return f"{PREFIX}:exp:{experiment}:rollout"
+    return f"{_exp(experiment)}:rollout"
 
 
 def rollout_history(experiment: str) -> str:
-    return f"{PREFIX}:exp:{experiment}:rollout:history"
+    return f"{_exp(experiment)}:rollout:history"
 
 
 def rollout_lease(experiment: str) -> str:
-    return f"{PREFIX}:exp:{experiment}:rollout:lease"
+    return f"{_exp(experiment)}:rollout:lease"
 
 
 def rollout_fence(experiment: str) -> str:
-    return f"{PREFIX}:exp:{experiment}:rollout:fence"
+    return f"{_exp(experiment)}:rollout:fence"
 
 
 def rollout_window(experiment: str, window: int) -> str:
-    return f"{PREFIX}:exp:{experiment}:rollout:window:{window}"
+    return f"{_exp(experiment)}:rollout:window:{window}"
 
 
 def alerts_seen(experiment: str) -> str:
-    return f"{PREFIX}:exp:{experiment}:alerts"
+    return f"{_exp(experiment)}:alerts"

@@ -3,7 +3,9 @@
 The outcome and feedback scripts apply a list of plain commands built in Python (so the key
 layout and the field semantics stay in ``router.storage.keys`` and the event encoders) behind a
 guard evaluated inside Redis: a request's attribution hash. Keys are passed in ``KEYS``; each
-command names its key by index. The flag script sets a flag, audits and publishes it at once.
+command names its key by index. Every call's keys share one hash tag (one experiment's, or the
+operators'), so each script runs on Redis Cluster as on one instance. The flag script sets a
+flag, audits and publishes it at once.
 """
 
 from __future__ import annotations
@@ -63,12 +65,11 @@ return {1, unpack(statuses)}
 ACCEPT_FEEDBACK_LUA = (
     _APPLY
     + """
--- KEYS[1]: the request's attribution hash. ARGV[1]: the token read with it (so an id that
--- expired and was reused in between is not credited to the new request), ARGV[2]: the reward,
--- ARGV[3]: JSON commands. Optional ARGV[4]: JSON {k = index of the flags hash, f = the
--- experiment's frozen-flag field, d = its default as JSON, c = commands applied only while the
--- flag is not true (the bandit posterior update), read here so a freeze holds at once on every
--- replica. Returns 'ok', 'frozen' (credited, posterior left alone), 'missing' or 'duplicate'.
+-- KEYS[1]: the request's attribution hash; every other key is in the same experiment's slot.
+-- ARGV[1]: the token read with it (so an id that expired and was reused in between is not
+-- credited to the new request), ARGV[2]: the reward, ARGV[3]: JSON commands (counters, the
+-- feedback stream, and the bandit posterior update unless the experiment is frozen).
+-- Returns 'ok', 'missing' or 'duplicate'.
 if redis.call('HGET', KEYS[1], '"""
     + keys.TOKEN
     + """') ~= ARGV[1] then return 'missing' end
@@ -76,11 +77,6 @@ if redis.call('HSETNX', KEYS[1], '"""
     + keys.FEEDBACK_REWARD
     + """', ARGV[2]) == 0 then return 'duplicate' end
 apply(cjson.decode(ARGV[3]))
-if ARGV[4] then
-  local bandit = cjson.decode(ARGV[4])
-  if (redis.call('HGET', KEYS[bandit.k], bandit.f) or bandit.d) == 'true' then return 'frozen' end
-  apply(bandit.c)
-end
 return 'ok'
 """
 )

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from router.local.processes import ManagedProcess, free_port, http_ok, poll_until
-from router.local.redis_server import EmbeddedRedis
+from router.local.redis_server import EmbeddedRedis, RedisTopology
 from router.storage import keys
 from tests.config_refs import (
     ALERTS,
@@ -45,7 +45,11 @@ from tests.conftest import (
     write_experiment,
 )
 
-pytestmark = pytest.mark.slow
+# The observability chain is the same on every topology: one instance is enough here.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.parametrize("redis_server", ["single"], indirect=True),
+]
 
 EXPERIMENT = "obs"
 REQUESTS = 60
@@ -80,7 +84,7 @@ def stack(
     start_worker: WorkerFactory,
     start_gateway: GatewayFactory,
     tmp_path_factory: pytest.TempPathFactory,
-    redis_server: EmbeddedRedis,
+    redis_server: RedisTopology,
 ) -> Stack:
     workers = {v: start_worker(v, wait_ready=False) for v in ("v1", "v2")}
     for worker in workers.values():
@@ -100,7 +104,7 @@ def stack(
             sticky="user_id",
         ),
     )
-    gateway = start_gateway(experiments, TURNOUT_REDIS_URL=redis_server.url)
+    gateway = start_gateway(experiments, **redis_server.env)
     return Stack(gateway, workers, redis_server)
 
 

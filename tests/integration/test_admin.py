@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from router.cli import app as cli
 from router.config.loader import parse_experiment
 from router.local.processes import poll_until
-from router.local.redis_server import EmbeddedRedis
+from router.local.redis_server import EmbeddedRedis, RedisTopology
 from router.storage import keys
 from tests.conftest import GatewayFactory, WorkerFactory, canary_yaml, write_experiment
 
@@ -53,7 +53,7 @@ def workers(start_worker: WorkerFactory) -> dict[str, str]:
 def cluster(
     tmp_path_factory: pytest.TempPathFactory,
     start_gateway: GatewayFactory,
-    redis_server: EmbeddedRedis,
+    redis_server: RedisTopology,
     workers: dict[str, str],
 ) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("admin")
@@ -61,9 +61,9 @@ def cluster(
     write_experiment(root / "experiments", original, "exp.yaml")
     tokens_file = root / "tokens.yaml"
     tokens_file.write_text(f"{FILE_TOKEN[0]}: {FILE_TOKEN[1]}\n")
-    url = redis_server.url.rsplit("/", 1)[0] + f"/{DB}"
+    server = redis_server.with_db(DB)
     env = {
-        "TURNOUT_REDIS_URL": url,
+        **server.env,
         "TURNOUT_ADMIN_TOKENS": json.dumps(TOKENS),
         "TURNOUT_ADMIN_TOKENS_FILE": str(tokens_file),
         "TURNOUT_FLAGS_REFRESH_INTERVAL": "30",  # changes must travel by pub/sub
@@ -71,7 +71,7 @@ def cluster(
     }
     a = start_gateway(root / "experiments", **env)
     b = start_gateway(root / "experiments", **env)
-    client = redis.Redis.from_url(url, decode_responses=True)
+    client = server.client()
     yield Cluster(a.url, b.url, root / "experiments", original, client)
     client.delete(keys.FLAGS, keys.AUDIT, keys.PROMOTIONS)
     client.close()

@@ -26,7 +26,7 @@ from model_workers.train import load_dataset
 from router.cli import app as cli
 from router.core.settings import Settings
 from router.local.processes import poll_until
-from router.local.redis_server import EmbeddedRedis
+from router.local.redis_server import EmbeddedRedis, RedisTopology
 from router.storage import keys
 from tests.conftest import SAMPLE_ROWS, Gateway, GatewayFactory, WorkerFactory
 from tests.conftest import write_experiment as write
@@ -90,9 +90,9 @@ def folder(workers: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(scope="module")
 def replicas(
-    start_gateway: GatewayFactory, folder: Path, redis_server: EmbeddedRedis
+    start_gateway: GatewayFactory, folder: Path, redis_server: RedisTopology
 ) -> list[Gateway]:
-    env = {"TURNOUT_REDIS_URL": redis_server.url, **ENV}
+    env = {**redis_server.env, **ENV}
     return [start_gateway(folder, **env) for _ in range(3)]
 
 
@@ -155,7 +155,7 @@ def feedback(gateways: list[Gateway], pairs: list[tuple[str, float]]) -> list[di
     return asyncio.run(post_many(calls, concurrency=48))
 
 
-def evidence(redis_server: EmbeddedRedis, experiment: str) -> dict[str, float]:
+def evidence(redis_server: RedisTopology, experiment: str) -> dict[str, float]:
     return {k: float(v) for k, v in redis_server.client().hgetall(keys.bandit(experiment)).items()}
 
 
@@ -175,7 +175,7 @@ def arms_of(gateway: Gateway, name: str) -> dict[str, dict[str, Any]]:
 
 
 def test_feedback_storm_over_three_replicas_counts_each_request_once(
-    replicas: list[Gateway], redis_server: EmbeddedRedis
+    replicas: list[Gateway], redis_server: RedisTopology
 ) -> None:
     answers = predict(replicas, "storm", 2500)
     drained(replicas)
@@ -204,7 +204,7 @@ def test_feedback_storm_over_three_replicas_counts_each_request_once(
 
 
 def test_frozen_flag_stops_posterior_updates_but_not_serving(
-    replicas: list[Gateway], redis_server: EmbeddedRedis
+    replicas: list[Gateway], redis_server: RedisTopology
 ) -> None:
     auth = {"authorization": f"Bearer {TOKEN}"}
     url = f"{replicas[0].url}/admin/flags/{FROZEN}/frozen"
@@ -226,7 +226,7 @@ def test_frozen_flag_stops_posterior_updates_but_not_serving(
 
 
 def test_fallback_is_credited_to_the_arm_that_answered(
-    replicas: list[Gateway], redis_server: EmbeddedRedis
+    replicas: list[Gateway], redis_server: RedisTopology
 ) -> None:
     answers = predict(replicas, "fallback", 80)
     fallbacks = [a for a in answers if a["fallback"]]
@@ -268,7 +268,7 @@ def test_sticky_users_keep_their_arm_on_every_replica(replicas: list[Gateway]) -
 
 
 def test_removed_arm_keeps_its_posterior_and_a_bad_prior_is_refused(
-    replicas: list[Gateway], folder: Path, workers: dict[str, str], redis_server: EmbeddedRedis
+    replicas: list[Gateway], folder: Path, workers: dict[str, str], redis_server: RedisTopology
 ) -> None:
     answers = predict(replicas, "remove", 40)
     drained(replicas)
@@ -373,14 +373,14 @@ def test_redis_down_keeps_sampling_from_the_last_posterior(
 def test_replayed_tweets_move_traffic_to_the_most_accurate_version(
     start_gateway: GatewayFactory,
     workers: dict[str, str],
-    redis_server: EmbeddedRedis,
+    redis_server: RedisTopology,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     name = f"replay-{RUN}"
     folder = tmp_path_factory.mktemp("bandit-replay")
     arms = {"v1": workers["v1"], "v3": workers["v3"]}
     write(folder, bandit_yaml(name, "profanity", arms, ["v1", "v3"]), "replay.yaml")
-    gateway = start_gateway(folder, TURNOUT_REDIS_URL=redis_server.url, **ENV)
+    gateway = start_gateway(folder, **redis_server.env, **ENV)
     # Tweets the test models were not trained on (they saw the first SAMPLE_ROWS rows).
     rows = load_dataset(Settings().dataset, limit=SAMPLE_ROWS + 1500)
     path = tmp_path_factory.mktemp("tweets") / "tweets.csv"

@@ -17,7 +17,7 @@ from router.core.errors import Conflict
 from router.core.metrics import DEFERRED_RESULTS, GatewayMetrics
 from router.core.settings import Settings
 from router.local.processes import free_port
-from router.local.redis_server import EmbeddedRedis
+from router.local.redis_server import EmbeddedRedis, RedisTopology
 from router.recording.feedback import AppliedBefore, FeedbackInput, FeedbackWriter
 from router.recording.feedback_service import BEHIND, UNREACHABLE
 from router.recording.recorder import RedisRecorder
@@ -188,9 +188,9 @@ def test_a_full_queue_answers_503_and_shutdown_counts_what_is_left(
 
 
 def test_a_retry_after_a_lost_reply_knows_it_was_applied(
-    redis_server: EmbeddedRedis, tmp_path: Path
+    redis_server: RedisTopology, tmp_path: Path
 ) -> None:
-    settings = Settings(redis_url=redis_server.url, experiments_dir=tmp_path)
+    settings = Settings(**redis_server.settings, experiments_dir=tmp_path)
     name = f"lost-{uuid.uuid4().hex[:8]}"
 
     async def scenario() -> None:

@@ -8,8 +8,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from router.core.metrics import GatewayMetrics
@@ -17,23 +15,25 @@ from router.core.settings import Settings
 from router.flags.cache import FlagCache
 from router.flags.store import FlagStore
 from router.flags.values import CLEAR, FlagDefaults
-from router.local.redis_server import EmbeddedRedis
+from router.local.redis_server import EmbeddedRedis, RedisTopology
 from router.storage import keys
-from router.storage.client import connect
+from router.storage.client import RedisClient, connect
 
 DB = 12  # a database of its own on the shared test server
 
 
-def client_for(url: str) -> Redis:
-    return connect(Settings(redis_url=url))
+def client_for(server: RedisTopology) -> RedisClient:
+    return connect(Settings(**server.settings))
 
 
 @pytest.fixture
-def redis_url(redis_server: EmbeddedRedis) -> Iterator[str]:
-    url = redis_server.url.rsplit("/", 1)[0] + f"/{DB}"
-    yield url
-    with redis.Redis.from_url(url) as client:
-        client.delete(keys.FLAGS, keys.AUDIT, keys.PROMOTIONS)
+def redis_url(redis_server: RedisTopology) -> Iterator[RedisTopology]:
+    """The shared server, on a database of its own where it has several."""
+    server = redis_server.with_db(DB)
+    yield server
+    client = server.client()
+    client.delete(keys.FLAGS, keys.AUDIT, keys.PROMOTIONS)
+    client.close()
 
 
 async def until(check: Callable[[], bool], deadline: float, what: str) -> float:
@@ -50,7 +50,7 @@ def run(test: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(test())
 
 
-def test_change_audits_and_publishes(redis_url: str) -> None:
+def test_change_audits_and_publishes(redis_url: RedisTopology) -> None:
     async def body() -> None:
         store = FlagStore(client_for(redis_url), FlagDefaults(), audit_maxlen=5)
         first = await store.change(
@@ -86,7 +86,7 @@ def test_change_audits_and_publishes(redis_url: str) -> None:
     run(body)
 
 
-def test_cache_follows_changes_by_pubsub_within_a_second(redis_url: str) -> None:
+def test_cache_follows_changes_by_pubsub_within_a_second(redis_url: RedisTopology) -> None:
     async def body() -> None:
         metrics = GatewayMetrics()
         # A refresh interval far beyond the deadline: only pub/sub can explain the reaction.
@@ -118,9 +118,9 @@ def test_redis_down_keeps_the_last_flags(tmp_path: Path) -> None:
 
         async def body() -> None:
             cache = FlagCache(
-                FlagStore(client_for(server.url), FlagDefaults(), 100), FlagDefaults(), 0.5
+                FlagStore(client_for(server), FlagDefaults(), 100), FlagDefaults(), 0.5
             )
-            writer = FlagStore(client_for(server.url), FlagDefaults(), 100)
+            writer = FlagStore(client_for(server), FlagDefaults(), 100)
             await writer.change("exp", "kill_switch", True, actor="ops", reason="", action="set")
             task = asyncio.create_task(cache.run())
             await until(lambda: cache.for_experiment("exp").kill_switch, 10, "kill switch")

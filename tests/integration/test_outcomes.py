@@ -25,7 +25,7 @@ from router.cli import app as cli
 from router.core.metrics import LATENCY_BUCKETS
 from router.core.settings import Settings
 from router.local.processes import free_port, poll_until
-from router.local.redis_server import EmbeddedRedis
+from router.local.redis_server import EmbeddedRedis, RedisTopology
 from router.reports.stats import (
     difference_test,
     quantiles_from_histogram,
@@ -52,7 +52,7 @@ def workers(start_worker: WorkerFactory) -> dict[str, str]:
 def replicas(
     start_gateway: GatewayFactory,
     workers: dict[str, str],
-    redis_server: EmbeddedRedis,
+    redis_server: RedisTopology,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Gateway, Gateway]:
     """Two gateways on one Redis and one folder of three experiments (one model each)."""
@@ -64,7 +64,7 @@ def replicas(
     )
     dead = {"v1": workers["v1"], "v2": f"http://127.0.0.1:{free_port()}"}
     write(folder, canary_yaml(dead, weights, name=FALLBACK, model="fallback"), "fallback.yaml")
-    env = {"TURNOUT_REDIS_URL": redis_server.url, "TURNOUT_SEED": "5", **FAST}
+    env = {**redis_server.env, "TURNOUT_SEED": "5", **FAST}
     return start_gateway(folder, **env), start_gateway(folder, **env)
 
 
@@ -138,7 +138,7 @@ def row(rep: dict[str, Any], variant: str) -> dict[str, Any]:
 
 
 def test_report_matches_traffic_offline_accuracy_and_a_recomputation_from_redis(
-    replicas: tuple[Gateway, Gateway], redis_server: EmbeddedRedis
+    replicas: tuple[Gateway, Gateway], redis_server: RedisTopology
 ) -> None:
     a, b = replicas
     empty = report(a, MAIN)
@@ -208,7 +208,7 @@ def test_report_matches_traffic_offline_accuracy_and_a_recomputation_from_redis(
     check_cli(a, rep)
 
 
-def recompute(server: EmbeddedRedis, name: str, config_version: str) -> dict[str, Any]:
+def recompute(server: RedisTopology, name: str, config_version: str) -> dict[str, Any]:
     """Every report number again, from the raw event and feedback streams alone."""
     client = server.client()
     events = [fields for _, fields in client.xrange(keys.events(name))]
@@ -306,7 +306,7 @@ BAD = [
 
 
 def test_feedback_refusals_exactly_once_and_any_replica(
-    replicas: tuple[Gateway, Gateway], redis_server: EmbeddedRedis
+    replicas: tuple[Gateway, Gateway], redis_server: RedisTopology
 ) -> None:
     a, b = replicas
     served = httpx.post(f"{a.url}/models/profanity/predict", json={"text": "hi there"}).json()

@@ -23,7 +23,7 @@ from router.core.metrics import GatewayMetrics
 from router.core.settings import Settings
 from router.gateway.app import create_app
 from router.local.processes import free_port
-from router.local.redis_server import EmbeddedRedis
+from router.local.redis_server import EmbeddedRedis, RedisTopology
 from router.recording.events import Outcome
 from router.recording.feedback import FeedbackInput, FeedbackWriter
 from router.recording.recorder import RedisRecorder, encode_batch
@@ -204,8 +204,8 @@ def make_outcome(rid: str, experiment: str) -> Outcome:
     )
 
 
-def test_a_retried_flush_never_double_counts(redis_server: EmbeddedRedis, tmp_path: Path) -> None:
-    settings = Settings(redis_url=redis_server.url, experiments_dir=tmp_path)
+def test_a_retried_flush_never_double_counts(redis_server: RedisTopology, tmp_path: Path) -> None:
+    settings = Settings(**redis_server.settings, experiments_dir=tmp_path)
     name = f"idem-{uuid.uuid4().hex[:8]}"
     direct = redis_server.client()
 
@@ -228,13 +228,15 @@ def test_a_retried_flush_never_double_counts(redis_server: EmbeddedRedis, tmp_pa
     asyncio.run(scenario())
     assert direct.hget(keys.counters(name, "v1"), keys.ASSIGNED) == "3"
     assert direct.xlen(keys.events(name)) == 3
-    assert 0 < direct.ttl(keys.request(f"{name}-0")) <= 60  # the guard expires
+    assert 0 < direct.ttl(keys.attribution(name, f"{name}-0")) <= 60  # the guard expires
+    assert 0 < direct.ttl(keys.request(f"{name}-0")) <= 86_400  # and so does the locator
+    assert direct.get(keys.request(f"{name}-0")) == name
 
 
 def test_a_request_id_used_twice_is_recorded_once_and_the_second_counted_dropped(
-    redis_server: EmbeddedRedis, tmp_path: Path
+    redis_server: RedisTopology, tmp_path: Path
 ) -> None:
-    settings = Settings(redis_url=redis_server.url, experiments_dir=tmp_path)
+    settings = Settings(**redis_server.settings, experiments_dir=tmp_path)
     name = f"dup-{uuid.uuid4().hex[:8]}"
 
     async def scenario() -> GatewayMetrics:
@@ -263,9 +265,9 @@ def test_a_request_id_used_twice_is_recorded_once_and_the_second_counted_dropped
 
 
 def test_feedback_for_a_request_still_buffered_writes_it_first(
-    tmp_path: Path, workers: dict[str, str], models_dir: Path, redis_server: EmbeddedRedis
+    tmp_path: Path, workers: dict[str, str], models_dir: Path, redis_server: RedisTopology
 ) -> None:
-    settings = make_settings(tmp_path, workers, models_dir, redis_url=redis_server.url)
+    settings = make_settings(tmp_path, workers, models_dir, **redis_server.settings)
 
     async def scenario() -> None:
         recorder = RedisRecorder(settings, GatewayMetrics())
@@ -282,8 +284,8 @@ def test_feedback_for_a_request_still_buffered_writes_it_first(
     asyncio.run(scenario())
 
 
-def test_feedback_needs_a_prediction_to_credit(redis_server: EmbeddedRedis, tmp_path: Path) -> None:
-    settings = Settings(redis_url=redis_server.url, experiments_dir=tmp_path)
+def test_feedback_needs_a_prediction_to_credit(redis_server: RedisTopology, tmp_path: Path) -> None:
+    settings = Settings(**redis_server.settings, experiments_dir=tmp_path)
     name = f"none-{uuid.uuid4().hex[:8]}"
     failed = Outcome(
         f"{name}-1",

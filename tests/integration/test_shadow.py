@@ -19,7 +19,7 @@ from model_workers.train import load_dataset
 from router.cli import app as cli
 from router.core.settings import Settings
 from router.local.processes import free_port, poll_until
-from router.local.redis_server import EmbeddedRedis
+from router.local.redis_server import RedisTopology
 from router.storage import keys
 from tests.conftest import SAMPLE_ROWS, Gateway, GatewayFactory, WorkerFactory, write_experiment
 
@@ -50,7 +50,7 @@ def workers(start_worker: WorkerFactory) -> dict[str, str]:
 def gateway(
     start_gateway: GatewayFactory,
     workers: dict[str, str],
-    redis_server: EmbeddedRedis,
+    redis_server: RedisTopology,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Gateway, str]:
     """One gateway over one experiment per shadow kind (each its own model name)."""
@@ -75,7 +75,7 @@ def gateway(
             f"{kind}.yaml",
         )
     env = {
-        "TURNOUT_REDIS_URL": redis_server.url,
+        **redis_server.env,
         "TURNOUT_SHADOW_TIMEOUT": "1.0",
         "TURNOUT_SHADOW_MAX_IN_FLIGHT": "256",
         **FAST,
@@ -116,7 +116,7 @@ def pair(report: dict[str, Any], primary: str = "v1", shadow: str = "v3") -> dic
 
 
 def test_agreement_and_confusion_equal_an_offline_comparison(
-    gateway: tuple[Gateway, str], models_dir: Path, redis_server: EmbeddedRedis
+    gateway: tuple[Gateway, str], models_dir: Path, redis_server: RedisTopology
 ) -> None:
     gw, run = gateway
     name = f"full-{run}"
@@ -205,7 +205,7 @@ def test_a_bad_shadow_does_not_touch_the_primary(gateway: tuple[Gateway, str], k
 def test_bounded_concurrency_drops_and_counts(
     start_gateway: GatewayFactory,
     workers: dict[str, str],
-    redis_server: EmbeddedRedis,
+    redis_server: RedisTopology,
     tmp_path: Path,
 ) -> None:
     name = f"bounded-{uuid.uuid4().hex[:6]}"
@@ -214,7 +214,7 @@ def test_bounded_concurrency_drops_and_counts(
     write_experiment(tmp_path, experiment(name, variants, {"v1": 100}, shadow))
     gw = start_gateway(
         tmp_path,
-        TURNOUT_REDIS_URL=redis_server.url,
+        **redis_server.env,
         TURNOUT_SHADOW_MAX_IN_FLIGHT="2",
         TURNOUT_SHADOW_TIMEOUT="10",
         **FAST,
