@@ -173,6 +173,12 @@ class GatewayMetrics:
         )
         for result in DEFERRED_RESULTS:
             self.feedback_deferred.labels(result)
+        self.feedback_unreplicated = Counter(
+            "turnout_feedback_unreplicated",
+            "Feedback applied whose WAIT for a replica timed out (TURNOUT_FEEDBACK_WAIT_REPLICAS): "
+            "a failover right then could lose it.",
+            registry=r,
+        )
         self.feedback_queued = Gauge(
             "turnout_feedback_queued",
             "Feedback waiting in the deferred queue for Redis to come back.",

@@ -150,6 +150,15 @@ class Settings(BaseSettings):
     shutdown drain (``recording_shutdown_timeout``) ends, counted in
     ``turnout_feedback_deferred_total{result="shutdown"}``."""
 
+    feedback_wait_replicas: int | None = Field(None, ge=0)
+    """Replicas that must acknowledge a feedback write (Redis ``WAIT``) before ``POST /feedback``
+    answers. Unset: 1 behind Sentinel, 0 otherwise (one instance has no replica; on a Cluster
+    the client cannot wait on the connection that wrote). Replication is asynchronous, so
+    without it a feedback answered 200 just before the primary dies can be lost."""
+    feedback_wait_timeout: float = Field(0.1, gt=0)
+    """Seconds one feedback waits for its replicas; past it the answer is still 200 (the write
+    is on the primary) and ``turnout_feedback_unreplicated_total`` counts it."""
+
     # --- bandit ------------------------------------------------------------------------
     bandit_prior: tuple[float, float] = (1.0, 1.0)
     """Beta(alpha, beta) prior of every arm whose experiment names none (JSON, e.g. [1, 1])."""

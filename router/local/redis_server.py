@@ -289,6 +289,19 @@ class EmbeddedSentinel:
                 return str(found[0]), int(found[1])
         raise RuntimeError("no sentinel knows the primary")
 
+    def failed_over_from(self, old: EmbeddedRedis) -> bool:
+        """Every sentinel names a primary other than ``old``."""
+        for port in self.sentinel_ports:
+            try:
+                found: Any = self.sentinel_client(port).sentinel_get_master_addr_by_name(
+                    self.master_name
+                )
+            except redis.RedisError:
+                return False
+            if not found or int(found[1]) == old.port:
+                return False
+        return True
+
     def current_primary(self) -> EmbeddedRedis:
         _, port = self.master_address()
         return self.primary if port == self.primary.port else self.replica

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from redis.asyncio.client import Pipeline
+
 from router.bandit.evidence import BanditTarget, evidence_commands
 from router.core.errors import Conflict, InvalidInput, NotFound
 from router.core.ids import REQUEST_ID_RULE, valid_request_id
@@ -93,12 +95,32 @@ class FeedbackWriter:
         client: RedisClient,
         stream_maxlen: int,
         bandit: Callable[[str], BanditTarget | None] | None = None,
+        replicas: int = 0,
+        wait_timeout: float = 0.1,
+        unreplicated: Callable[[], object] | None = None,
     ) -> None:
         self.redis = client
         self.stream_maxlen = stream_maxlen
         self.bandit = bandit
         """The bandit experiment's arms by name (None: not a bandit, as loaded here)."""
+        self.replicas = replicas
+        """Replicas that must have the write before it is acknowledged (``WAIT``)."""
+        self.wait_ms = max(1, round(wait_timeout * 1000))
+        self.unreplicated = unreplicated
         self._script = client.register_script(ACCEPT_FEEDBACK_LUA)
+
+    async def _apply(self, names: list[str], args: list[str]) -> object:
+        """The script, then ``WAIT`` on the same connection (a pipeline holds one)."""
+        if not self.replicas:
+            return await self._script(keys=names, args=args)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            assert isinstance(pipe, Pipeline)  # never a Cluster's: it waits for no replica
+            await self._script(keys=names, args=args, client=pipe)
+            pipe.execute_command("WAIT", self.replicas, self.wait_ms)
+            result, acked = await pipe.execute()
+        if result == "ok" and int(acked) < self.replicas and self.unreplicated is not None:
+            self.unreplicated()
+        return result
 
     async def accept(
         self, feedback: FeedbackInput, now: float, feedback_token: str | None = None
@@ -172,7 +194,7 @@ class FeedbackWriter:
         table = KeyTable()
         table.ref(where)
         args = [token, repr(reward), dumps(table.encode(commands))]
-        result = await self._script(keys=table.keys, args=args)
+        result = await self._apply(table.keys, args)
         if result == "missing":
             raise NotFound(f"request {rid!r} expired meanwhile", code="unknown_request")
         if result == "duplicate":

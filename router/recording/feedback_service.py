@@ -34,8 +34,8 @@ from router.core.metrics import GatewayMetrics
 from router.core.settings import Settings
 from router.recording.feedback import AppliedBefore, Credit, FeedbackInput, FeedbackWriter
 from router.recording.recorder import Recorder, RedisRecorder
-from router.storage.client import is_transient
-from router.storage.retry import drain_within, until_done
+from router.storage.client import feedback_replicas, is_transient
+from router.storage.retry import drain_within, stop, until_done
 
 log = logging.getLogger("turnout.feedback")
 
@@ -101,7 +101,14 @@ class FeedbackService:
         if not isinstance(recorder, RedisRecorder):
             return None
         target = bandits.target if bandits else None
-        writer = FeedbackWriter(recorder.redis, settings.recording_stream_maxlen, target)
+        writer = FeedbackWriter(
+            recorder.redis,
+            settings.recording_stream_maxlen,
+            target,
+            feedback_replicas(settings),
+            settings.feedback_wait_timeout,
+            metrics.feedback_unreplicated.inc,
+        )
         return cls(writer, recorder, settings, metrics, clock)
 
     def __len__(self) -> int:
@@ -226,8 +233,7 @@ class FeedbackService:
         """Stop the task, apply what is queued within the recorder's shutdown timeout, count
         the rest (call it before the recorder closes its Redis client)."""
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await stop(self._task)
             self._task = None
         await drain_within(
             self.settings.recording_shutdown_timeout, lambda: bool(self._queue), self.apply_next

@@ -30,7 +30,7 @@ from router.recording.events import Outcome, RecordedEvent, ShadowComparison, Ta
 from router.storage import keys
 from router.storage.client import RedisClient, connect, is_transient, redis_configured
 from router.storage.codec import dumps, flatten
-from router.storage.retry import drain_within, until_done
+from router.storage.retry import drain_within, stop, until_done
 from router.storage.scripts import WRITE_EVENTS_LUA, Command, KeyTable
 
 log = logging.getLogger("turnout.recording")
@@ -171,8 +171,7 @@ class RedisRecorder:
     async def close(self) -> None:
         """Stop the flusher, flush what is left within the shutdown timeout, count the rest."""
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await stop(self._task)
             self._task = None
         await drain_within(
             self.settings.recording_shutdown_timeout,

@@ -15,7 +15,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ConnectionError, RedisError, ResponseError
 
 from router.core.settings import Settings
 
@@ -57,6 +57,15 @@ def describe(settings: Settings) -> str:
     return "no Redis"
 
 
+def feedback_replicas(settings: Settings) -> int:
+    """Replicas a feedback write waits for (``WAIT``): see ``Settings.feedback_wait_replicas``."""
+    if settings.redis_cluster_nodes:
+        return 0
+    if settings.feedback_wait_replicas is not None:
+        return settings.feedback_wait_replicas
+    return 1 if settings.redis_sentinels else 0
+
+
 def address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     return host, int(port)
@@ -66,8 +75,15 @@ def _secret(value: Any) -> str | None:
     return None if value is None else str(value.get_secret_value())
 
 
+def once_more() -> Retry:
+    """One immediate retry on a broken connection, never on a timeout (a command that timed
+    out may have run). After a restart or a failover, pooled connections to the old server
+    fail once each; the retry reconnects (to the primary the sentinels name now)."""
+    return Retry(NoBackoff(), 1, supported_errors=(ConnectionError,))
+
+
 def connect(settings: Settings, name: str = "turnout-gateway") -> RedisClient:
-    """A client with no silent retries: callers buffer, back off or answer 503 themselves."""
+    """A client with no other retries: callers buffer, back off or answer 503 themselves."""
     if not redis_configured(settings):
         raise ValueError(
             "no Redis configured (TURNOUT_REDIS_URL, TURNOUT_REDIS_SENTINELS or "
@@ -88,7 +104,7 @@ def connect(settings: Settings, name: str = "turnout-gateway") -> RedisClient:
             settings.redis_sentinel_master,
             redis_class=aioredis.Redis,
             db=settings.redis_db,
-            retry=Retry(NoBackoff(), 0),
+            retry=once_more(),
             decode_responses=True,
             client_name=name,
             username=username,
@@ -101,7 +117,7 @@ def connect(settings: Settings, name: str = "turnout-gateway") -> RedisClient:
             startup_nodes=[ClusterNode(*address(a)) for a in settings.redis_cluster_nodes],
             # Experiments whose shard answers keep recording while another shard is down.
             require_full_coverage=False,
-            retry=Retry(NoBackoff(), 0),
+            retry=once_more(),
             decode_responses=True,
             client_name=name,
             username=username,
@@ -115,7 +131,7 @@ def connect(settings: Settings, name: str = "turnout-gateway") -> RedisClient:
     }
     client: aioredis.Redis = aioredis.Redis.from_url(
         settings.redis_url,
-        retry=Retry(NoBackoff(), 0),
+        retry=once_more(),
         decode_responses=True,
         client_name=name,
         **timeouts,

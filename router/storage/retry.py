@@ -44,3 +44,12 @@ async def drain_within(
                     await asyncio.sleep(0.05)
     except TimeoutError:
         pass
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    """Cancel a background writer and wait until it has ended. Cancelled again while it runs
+    on: under load a cancellation can be absorbed on the way (it was seen around a Sentinel
+    failover) and the loop would wait for its next wake-up forever."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)

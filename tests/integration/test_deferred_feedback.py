@@ -138,7 +138,9 @@ def test_feedback_while_redis_is_down_is_queued_then_applied_exactly_once(
             # Each request's first reward went into the posterior, once; the duplicates did not.
             assert part == {"n": 8, "s": sum(rewards.values()), "f": 8 - sum(rewards.values())}
             for rid, reward in rewards.items():
-                assert direct.hget(keys.request(rid), keys.FEEDBACK_REWARD) == repr(reward)
+                assert direct.hget(keys.attribution(name, rid), keys.FEEDBACK_REWARD) == repr(
+                    reward
+                )
 
             again = await client.post("/feedback", json=bodies[0])
             assert again.status_code == 409  # exactly once, also against the direct path
