@@ -39,7 +39,7 @@ ExperimentName = Annotated[str, typer.Argument(help="Experiment name.")]
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print ``message`` as an error and return the exit to raise (``raise fail(...)``)."""
-    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

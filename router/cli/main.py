@@ -26,5 +26,7 @@ def main() -> None:
     try:
         app()
     except ValidationError as exc:  # settings read by a command: one line, exit 2
-        err_console.print(f"[red]error:[/red] {settings_problem(exc)}", highlight=False)
+        err_console.print(
+            f"[red]error:[/red] {settings_problem(exc)}", highlight=False, soft_wrap=True
+        )
         raise SystemExit(2) from None

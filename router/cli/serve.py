@@ -13,8 +13,10 @@ from router.core.settings import Settings
 app = typer.Typer()
 
 
-def serve(api: Any, host: str, port: int) -> None:
-    """Run an ASGI app the way every Turnout process runs: our JSON logs, graceful shutdown."""
+def serve(api: Any, host: str, port: int, drain: int = 30) -> None:
+    """Run an ASGI app the way every Turnout process runs: our JSON logs, graceful shutdown
+    (on SIGTERM: stop accepting, let in-flight requests finish for ``drain`` seconds, then the
+    app's own shutdown, where the gateway flushes its buffered events)."""
     import uvicorn
 
     uvicorn.run(
@@ -23,7 +25,7 @@ def serve(api: Any, host: str, port: int) -> None:
         port=port,
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=drain,
         # Longer than the gateway's client keep-alive (30 s), so the client side always closes
         # an idle connection first and never reuses one the server is closing.
         timeout_keep_alive=75,
@@ -92,7 +94,12 @@ def gateway(
         api = create_app(settings)
     except TurnoutError as exc:
         raise fail(exc.detail) from None
-    serve(api, host or settings.host, port if port is not None else settings.port)
+    serve(
+        api,
+        host or settings.host,
+        port if port is not None else settings.port,
+        settings.drain_timeout,
+    )
 
 
 @app.command()

@@ -69,6 +69,11 @@ class GatewayMetrics:
             ["experiment", "variant", "version", "outcome"],
             registry=r,
         )
+        self.in_flight = Gauge(
+            "turnout_in_flight_requests",
+            "Predictions this replica is handling right now (the autoscaler's custom metric).",
+            registry=r,
+        )
         self.request_seconds = Histogram(
             "turnout_request_seconds",
             "Gateway latency of POST /predict, by experiment and chosen variant.",

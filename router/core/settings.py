@@ -137,6 +137,9 @@ class Settings(BaseSettings):
     recording_shutdown_timeout: float = Field(5.0, gt=0)
     """Seconds the final flush may take at shutdown; events still buffered then are dropped
     (reason ``shutdown``)."""
+    drain_timeout: int = Field(20, ge=1)
+    """Seconds a gateway told to stop (SIGTERM) lets its in-flight requests finish, before the
+    final flush (``recording_shutdown_timeout``). Kubernetes' grace period must exceed both."""
     recording_stream_maxlen: int = Field(100_000, ge=1)
     """Approximate cap (``XADD MAXLEN ~``) of each experiment's event and feedback streams."""
     attribution_ttl: int = Field(86_400, ge=1)

@@ -132,6 +132,13 @@ class PredictPipeline:
         self.models_dir: Path = settings.models_dir
 
     async def handle(self, request: Request, model: str | None) -> Response:
+        self.metrics.in_flight.inc()
+        try:
+            return await self._handle(request, model)
+        finally:
+            self.metrics.in_flight.dec()
+
+    async def _handle(self, request: Request, model: str | None) -> Response:
         started = time.perf_counter()
         try:
             route = self.route(model)

@@ -15,9 +15,22 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError, RedisError, ResponseError
+from redis.exceptions import ConnectionError, RedisClusterException, RedisError, ResponseError
 
 from router.core.settings import Settings
+
+
+class Cluster(RedisCluster):
+    """A Cluster client whose "no node answers" is a connection error like any other (redis-py
+    raises a bare exception), so every caller's buffering and backoff applies to it too."""
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> Cluster:
+        try:
+            await super().initialize(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise ConnectionError(str(exc)) from exc
+        return self
+
 
 RedisClient: TypeAlias = aioredis.Redis | RedisCluster
 """What ``connect`` returns: a plain (or Sentinel-backed) client, or a Cluster client."""
@@ -113,7 +126,7 @@ def connect(settings: Settings, name: str = "turnout-gateway") -> RedisClient:
         )
         return master
     if settings.redis_cluster_nodes:
-        return RedisCluster(
+        return Cluster(
             startup_nodes=[ClusterNode(*address(a)) for a in settings.redis_cluster_nodes],
             # Experiments whose shard answers keep recording while another shard is down.
             require_full_coverage=False,

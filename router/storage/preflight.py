@@ -117,4 +117,8 @@ async def _check_cluster(client: RedisCluster, settings: Settings) -> list[str]:
 def refused_auth_cause(exc: BaseException) -> bool:
     """redis-py wraps a node's refusal at cluster start-up; look at what it wraps."""
     cause = exc.__cause__ or exc.__context__
-    return isinstance(cause, RedisError) and refused_auth(cause)
+    while cause is not None:
+        if isinstance(cause, RedisError) and refused_auth(cause):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False

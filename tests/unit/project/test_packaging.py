@@ -25,12 +25,14 @@ import yaml
 
 from model_workers.recipes import RECIPES
 from router.config.loader import load_directory, parse_experiment
+from router.core.metrics import GatewayMetrics
 from router.core.settings import Settings
 from tests.config_refs import (
     ROOT,
     CliMismatch,
     interpolate,
     parse_cli,
+    registry_families,
     settings_env_names,
 )
 from tests.conftest import requires_ci_tool
@@ -394,12 +396,22 @@ def k8s_docs(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
+K8S_VERSIONS = ("1.29.0", "1.31.0", "1.33.0")
+"""Schemas the manifests must pass, strictly (no unknown field), as kubeconform would check
+them: the oldest minor with the preStop sleep action, a middle one, and a recent one."""
+
+
 def test_k8s_manifests_are_valid(k8s_rendered: Path) -> None:
     tool = venv_tool("kubernetes-validate")
-    result = run([tool, "--strict", "--quiet", str(k8s_rendered)])
+    for version in K8S_VERSIONS:
+        result = run([tool, "-k", version, "--strict", "--quiet", str(k8s_rendered)])
+        assert result.returncode == 0, version + result.stdout + result.stderr
+    result = run([tool, "--strict", "--quiet", str(K8S / "custom-metrics.yaml")])
     assert result.returncode == 0, result.stdout + result.stderr
     kinds = sorted(doc["kind"] for doc in k8s_docs(k8s_rendered))
-    assert kinds.count("Deployment") == 5  # gateway, redis, three workers
+    assert kinds.count("Deployment") == 4  # gateway, three workers
+    assert kinds.count("StatefulSet") == 1  # Redis with Sentinel
+    assert kinds.count("PodDisruptionBudget") == 5  # gateway, three workers, Redis
     assert {"HorizontalPodAutoscaler", "ConfigMap", "Service", "Namespace"} <= set(kinds)
 
 
@@ -462,8 +474,7 @@ def test_k8s_commands_env_and_ports_match_the_cli(k8s_rendered: Path) -> None:
         for v, u in exp.variants.items()
     }
     assert named == workers
-    redis_url = gateway_env["TURNOUT_REDIS_URL"]
-    assert urlsplit(redis_url).hostname in services
+    assert "TURNOUT_REDIS_URL" not in gateway_env  # Redis comes from the Secret turnout-redis
 
 
 # --- progressive delivery hooks (deploy/progressive) --------------------------------------------
@@ -526,3 +537,83 @@ def test_flagger_canary_webhook_uses_status_codes() -> None:
     assert name == _k8s_experiment() and query == "http_status=true"
     assert analysis["threshold"] >= 5  # an inconclusive verdict counts as a failed check
     assert re.fullmatch(r"\d+[sm]", analysis["interval"]) and re.fullmatch(r"\d+s", hook["timeout"])
+
+
+def env_file(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {k: v for k, v in pairs if not k.startswith("#")}
+
+
+def pod_of(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    doc = next(d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
+    spec: dict[str, Any] = doc["spec"]["template"]["spec"]
+    return spec
+
+
+def test_k8s_gateway_scales_drains_and_reads_redis_from_a_secret(k8s_rendered: Path) -> None:
+    docs = k8s_docs(k8s_rendered)
+    pod = pod_of(docs, "Deployment", "turnout-gateway")
+    (container,) = pod["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["envFrom"] == [{"secretRef": {"name": "turnout-redis"}}]
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    env = {e["name"]: e.get("value", "") for e in container["env"]}
+    settings = settings_from({k: v for k, v in env.items() if k.startswith("TURNOUT_")})
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    drain = pre_stop + settings.drain_timeout + settings.recording_shutdown_timeout
+    assert pod["terminationGracePeriodSeconds"] > drain, "the grace period must outlast the drain"
+    keys = {c["topologyKey"] for c in pod["topologySpreadConstraints"]}
+    assert keys == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+    hpa = next(d for d in docs if d["kind"] == "HorizontalPodAutoscaler")
+    metrics = {m["type"]: m for m in hpa["spec"]["metrics"]}
+    assert metrics["Resource"]["resource"]["name"] == "cpu"
+    in_flight = metrics["Pods"]["pods"]["metric"]["name"]
+    exported = {name for name, _ in registry_families(GatewayMetrics().registry)}
+    assert in_flight in exported
+    adapter = yaml.safe_load((K8S / "custom-metrics.yaml").read_text())
+    assert in_flight in adapter["data"]["config.yaml"]
+    budgets = {
+        d["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/name")
+        for d in docs
+        if d["kind"] == "PodDisruptionBudget"
+    }
+    assert {"turnout-gateway", "turnout-redis"} <= budgets
+
+
+def test_k8s_workers_and_redis_survive_a_node_drain(k8s_rendered: Path) -> None:
+    docs = k8s_docs(k8s_rendered)
+    budgets = {
+        tuple(d["spec"]["selector"]["matchLabels"].items()): d["spec"]
+        for d in docs
+        if d["kind"] == "PodDisruptionBudget"
+    }
+    for doc in docs:
+        if doc["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        labels = tuple(doc["spec"]["selector"]["matchLabels"].items())
+        budget = budgets[labels]
+        replicas = doc["spec"]["replicas"]
+        allowed = budget.get("maxUnavailable", replicas - budget.get("minAvailable", replicas))
+        assert 1 <= allowed < replicas, doc["metadata"]["name"]  # drains proceed, never all
+        assert doc["spec"]["template"]["spec"]["topologySpreadConstraints"]
+
+
+def test_k8s_redis_secret_examples_are_settings_that_reach_the_statefulset(
+    k8s_rendered: Path,
+) -> None:
+    docs = k8s_docs(k8s_rendered)
+    sentinel = assert_turnout_env(env_file(K8S / "turnout-redis.env.example"), "sentinel env")
+    cluster = assert_turnout_env(env_file(K8S / "turnout-redis-cluster.env.example"), "cluster")
+    assert cluster.redis_cluster_nodes and cluster.redis_password is not None
+    assert sentinel.redis_password is not None and len(sentinel.redis_sentinels) == 3
+    statefulset = next(d for d in docs if d["kind"] == "StatefulSet")
+    headless = statefulset["spec"]["serviceName"]
+    name = statefulset["metadata"]["name"]
+    pods = {f"{name}-{i}.{headless}" for i in range(statefulset["spec"]["replicas"])}
+    assert {a.rsplit(":", 1)[0] for a in sentinel.redis_sentinels} == pods
+    assert {int(a.rsplit(":", 1)[1]) for a in sentinel.redis_sentinels} == {26379}
+    scripts = next(d for d in docs if d["kind"] == "ConfigMap" and "sentinel.sh" in d["data"])
+    assert f"sentinel monitor {sentinel.redis_sentinel_master} " in scripts["data"]["sentinel.sh"]
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    assert services[headless]["spec"]["clusterIP"] == "None"
