@@ -11,18 +11,29 @@ from typing import Any, TypeAlias
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError, RedisClusterException, RedisError, ResponseError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    ConnectionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 
 from router.core.settings import Settings
 
 
 class Cluster(RedisCluster):
-    """A Cluster client whose "no node answers" is a connection error like any other (redis-py
-    raises a bare exception), so every caller's buffering and backoff applies to it too."""
+    """A Cluster client whose "no node answers" and "slot not covered" are connection errors
+    like any other (redis-py raises bare exceptions for them), so every caller's buffering and
+    backoff applies to them too."""
 
     async def initialize(self, *args: Any, **kwargs: Any) -> Cluster:
         try:
@@ -31,12 +42,32 @@ class Cluster(RedisCluster):
             raise ConnectionError(str(exc)) from exc
         return self
 
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise ConnectionError(str(exc)) from exc
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
+        return _Pipeline(self, transaction)  # type: ignore[abstract]
+
+
+class _Pipeline(ClusterPipeline):
+    async def execute(self, *args: Any, **kwargs: Any) -> list[Any]:
+        try:
+            return await super().execute(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise ConnectionError(str(exc)) from exc
+
 
 RedisClient: TypeAlias = aioredis.Redis | RedisCluster
 """What ``connect`` returns: a plain (or Sentinel-backed) client, or a Cluster client."""
 
 TRANSIENT_REPLIES = ("BUSY", "LOADING", "OOM", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
 """Error replies that mean "try again later", as opposed to a script or data error."""
+TRANSIENT_ERRORS = (OutOfMemoryError, ReadOnlyError, TryAgainError, ClusterDownError, AskError)
+"""The same replies as redis-py raises them (it strips the code from the message): a replica
+that was the primary (READONLY), a cluster slot moving or without a primary yet."""
 
 
 def redis_configured(settings: Settings) -> bool:
@@ -168,6 +199,8 @@ async def ready(client: RedisClient) -> RedisClient:
 
 def is_transient(exc: RedisError) -> bool:
     """Connection trouble and "busy" replies are retried; a refused script is not."""
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return True
     if isinstance(exc, ResponseError):
         return str(exc).startswith(TRANSIENT_REPLIES)
     return True

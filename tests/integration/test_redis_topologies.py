@@ -215,12 +215,13 @@ def test_cluster_wrong_password_and_node_down_at_start(
     worker_url: str,
     start_gateway: GatewayFactory,
 ) -> None:
-    cluster = EmbeddedCluster(tmp_path / "cluster", password=PASSWORD).start()
+    # Nodes wait 30 s before they call a peer failed: no failover happens during the test.
+    cluster = EmbeddedCluster(tmp_path / "cluster", PASSWORD, node_timeout_ms=30_000).start()
     try:
         wrong = {**cluster.env, "TURNOUT_REDIS_PASSWORD": "not-the-password"}
         refused(gateway_exit(wrong, tmp_path), "refused the credentials")
         # A primary is down when the gateway starts: it says which, starts, and buffers the
-        # events of experiments in that primary's slots until its replica takes over.
+        # events of experiments in that primary's slots until the primary is back.
         name = "nodedown"
         folder = tmp_path / "experiments"
         write_experiment(folder, canary_yaml({"v1": worker_url}, {"v1": 100}, name=name))
@@ -243,12 +244,15 @@ def test_cluster_wrong_password_and_node_down_at_start(
         log = gateway.process.output()
         assert "redis_unavailable_at_start" in log and down.address in log, log
         assert "Traceback" not in log, log
+        metrics = httpx.get(f"{gateway.url}/metrics").text
+        assert "turnout_events_buffered 20.0" in metrics and "turnout_redis_up 0.0" in metrics
+        down.start()
         survivors = cluster.client()
         poll_until(
             lambda: survivors.hget(keys.counters(name, "v1"), keys.ASSIGNED) == "20",
             30,
             0.1,
-            "the buffered events to reach the promoted replica",
+            "the buffered events to reach the primary once it is back",
         )
         metrics = httpx.get(f"{gateway.url}/metrics").text
         assert "turnout_events_written_total 20.0" in metrics
