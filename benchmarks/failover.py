@@ -60,6 +60,8 @@ class Drill:
     client_errors: int = 0
     """4xx answers (none expected) and requests that got no answer at all."""
     statuses: Counter[int] = field(default_factory=Counter)
+    by_kind: dict[str, Counter[str]] = field(default_factory=dict)
+    """predict / feedback -> status (with the error code of a refusal) -> count."""
     failover_seconds: float = 0.0
     """From the SIGKILL until a sentinel names the new primary."""
     replicas: list[dict[str, float]] = field(default_factory=list)
@@ -232,6 +234,11 @@ def _count(
     drill.ok = sum(n for s, n in drill.statuses.items() if 200 <= s < 300)
     drill.server_errors = sum(n for s, n in drill.statuses.items() if s >= 500)
     drill.client_errors = drill.requests - drill.ok - drill.server_errors
+    for call in calls:
+        body = call.get("body")
+        code = body.get("error") if isinstance(body, dict) else None
+        status = f"{call['status']}" + (f" {code}" if code else "")
+        drill.by_kind.setdefault(call["kind"], Counter())[status] += 1
     client = redis.client()
     drill.events_in_redis = sum(
         int(client.hget(keys.counters(EXPERIMENT, v), keys.ASSIGNED) or 0) for v in ("v1", "v2")
@@ -265,6 +272,8 @@ def report(drill: Drill) -> str:
         f"other {drill.client_errors} ({dict(drill.statuses)})",
         f"  failover (kill -> new primary seen) {drill.failover_seconds:.2f} s",
     ]
+    for kind, counts in sorted(drill.by_kind.items()):
+        lines.append(f"  {kind}: {dict(sorted(counts.items()))}")
     for n, r in enumerate(drill.replicas):
         lines.append(
             f"  gateway {n}: produced {r['produced']:.0f} = written {r['written']:.0f} + "
