@@ -34,7 +34,7 @@ from router.rollout.controller import RolloutController
 from router.rollout.runtime import RolloutRuntime
 from router.rollout.store import RolloutStore
 from router.routing.table import RouteTable
-from router.storage.client import connect
+from router.storage.client import connect, redis_configured
 from router.upstream.breaker import CircuitBreaker
 from router.upstream.health import check_all, health_loop
 from router.upstream.pool import UpstreamPool, UpstreamTimeouts
@@ -81,7 +81,7 @@ def create_app(
     feedback = FeedbackService.for_recorder(settings, recorder, metrics, clock, bandits)
     # Rollouts and SRM checks: every replica follows the weights, the lease holder drives.
     rollout_store = None
-    if settings.redis_url:
+    if redis_configured(settings):
         client = connect(settings, "turnout-rollout")
         rollout_store = RolloutStore(client, settings.rollout_history_maxlen)
     rollouts = RolloutRuntime(

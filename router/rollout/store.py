@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
 from router.rollout.state import RolloutState
 from router.storage import keys
+from router.storage.client import RedisClient
 from router.storage.codec import as_text_dict, dumps, text
 from router.storage.scripts import (
     ACQUIRE_LEASE_LUA,
@@ -55,7 +55,7 @@ def encode_fields(fields: Mapping[str, object]) -> str:
 
 
 class RolloutStore:
-    def __init__(self, redis: aioredis.Redis, history_maxlen: int) -> None:
+    def __init__(self, redis: RedisClient, history_maxlen: int) -> None:
         self.redis = redis
         self.history_maxlen = history_maxlen
         self._acquire = redis.register_script(ACQUIRE_LEASE_LUA)

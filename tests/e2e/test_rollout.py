@@ -22,13 +22,12 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 import yaml
 from typer.testing import CliRunner
 
 from router.cli import app as cli
 from router.local.processes import ManagedProcess, free_port, http_ok, poll_until
-from router.local.redis_server import EmbeddedRedis
+from router.local.redis_server import RedisTopology
 from router.storage import keys
 from tests.config_refs import CONFIG
 from tests.conftest import (
@@ -42,6 +41,7 @@ from tests.conftest import (
 pytestmark = pytest.mark.slow
 
 DB = 9  # a database of its own on the shared test server
+NAMES = ("good", "failing", "skewed", "restart", "alerted", "alertmanager")
 TOKEN = "rollout-token-0123456789"
 FAST = {
     "TURNOUT_ROLLOUT_CHECK_INTERVAL": "0.2",
@@ -57,8 +57,8 @@ FAST = {
 
 @dataclass
 class Env:
-    redis_url: str
-    redis: redis.Redis
+    redis_env: dict[str, str]
+    redis: Any
     workers: dict[str, str]
     root: Path
 
@@ -66,14 +66,16 @@ class Env:
 @pytest.fixture(scope="module")
 def env(
     start_worker: WorkerFactory,
-    redis_server: EmbeddedRedis,
+    redis_server: RedisTopology,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Env]:
-    url = redis_server.url.rsplit("/", 1)[0] + f"/{DB}"
-    client = redis.Redis.from_url(url, decode_responses=True)
-    client.flushdb()
+    server = redis_server.with_db(DB)
+    client = server.client()
+    for name in NAMES:  # what an earlier run left (one instance: a database of its own)
+        for key in client.scan_iter(match=f"turnout:exp:{{{name}}}:*"):
+            client.delete(key)
     workers = {v: start_worker(v).url for v in ("v1", "v2")}
-    yield Env(url, client, workers, tmp_path_factory.mktemp("rollouts"))
+    yield Env(server.env, client, workers, tmp_path_factory.mktemp("rollouts"))
     client.close()
 
 
@@ -100,7 +102,7 @@ def rollout_yaml(
 def start(env: Env, start_gateway: GatewayFactory, name: str, text: str, **more: str) -> Gateway:
     folder = env.root / name
     write_experiment(folder, text, f"{name}.yaml")
-    return start_gateway(folder, TURNOUT_REDIS_URL=env.redis_url, **FAST, **more)
+    return start_gateway(folder, **env.redis_env, **FAST, **more)
 
 
 class Traffic:
@@ -182,7 +184,7 @@ def test_good_candidate_on_two_replicas_is_promoted_with_one_transition_per_step
     )
     text = rollout_yaml(name, env.workers, [20, 50, 100], gates=gates)
     a = start(env, start_gateway, name, text)
-    b = start_gateway(a.experiments_dir, TURNOUT_REDIS_URL=env.redis_url, **FAST)
+    b = start_gateway(a.experiments_dir, **env.redis_env, **FAST)
     with Traffic([a.url, b.url], f"m-{name}", feedback=1.0):
         poll_until(lambda: phase(a.url, name) == "promoted", 120, what="promotion")
     data = rollout(b.url, name)
@@ -322,7 +324,7 @@ def test_restarted_gateway_resumes_at_the_same_step(
     assert admin(first.url, "POST", path, json={"reason": "restart"}).status_code == 200
     before = rollout(first.url, name)["rollout"]
     first.process.stop()
-    second = start_gateway(first.experiments_dir, TURNOUT_REDIS_URL=env.redis_url, **FAST)
+    second = start_gateway(first.experiments_dir, **env.redis_env, **FAST)
     after = rollout(second.url, name)
     assert (after["rollout"]["step"], after["rollout"]["phase"]) == (before["step"], "paused")
     percent = before["percent"]
@@ -484,7 +486,7 @@ def test_operator_commands_through_the_cli(env: Env, start_gateway: GatewayFacto
     slow = {"interval": "1h", "min_samples": 100000}
     write_experiment(folder, rollout_yaml("cli-a", env.workers, [10, 100], **slow), "a.yaml")  # type: ignore[arg-type]
     write_experiment(folder, rollout_yaml("cli-b", env.workers, [10, 100], **slow), "b.yaml")  # type: ignore[arg-type]
-    gateway = start_gateway(folder, TURNOUT_REDIS_URL=env.redis_url, **FAST)
+    gateway = start_gateway(folder, **env.redis_env, **FAST)
     for name in ("cli-a", "cli-b"):  # started, and looked at once (the gates have numbers)
         poll_until(
             lambda n=name: bool(rollout(gateway.url, n)["rollout"]["gates"]),

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import asyncio
 
-import redis.asyncio as aioredis
-
-from router.local.redis_server import EmbeddedRedis
+from router.core.settings import Settings
+from router.local.redis_server import RedisTopology
 from router.rollout.store import OK, RolloutStore
 from router.storage import keys
+from router.storage.client import connect
 
 DB = 10  # a database of its own on the shared test server
 
 
-def run(redis_server: EmbeddedRedis, scenario: object) -> None:
+def run(redis_server: RedisTopology, scenario: object) -> None:
     async def main() -> None:
-        url = redis_server.url.rsplit("/", 1)[0] + f"/{DB}"
-        client = aioredis.Redis.from_url(url, decode_responses=True)
-        await client.flushdb()
+        client = connect(Settings(**redis_server.with_db(DB).settings))
+        rollout = [keys.rollout, keys.rollout_history, keys.rollout_lease, keys.rollout_fence]
+        await client.delete(*(key("e") for key in rollout), keys.alerts_seen("e"))
         try:
             await scenario(RolloutStore(client, 100))  # type: ignore[operator]
         finally:
@@ -26,7 +26,7 @@ def run(redis_server: EmbeddedRedis, scenario: object) -> None:
     asyncio.run(main())
 
 
-def test_one_lease_holder_and_increasing_fencing_tokens(redis_server: EmbeddedRedis) -> None:
+def test_one_lease_holder_and_increasing_fencing_tokens(redis_server: RedisTopology) -> None:
     async def scenario(store: RolloutStore) -> None:
         a = await store.acquire("e", "replica-a", 0.3)
         assert a is not None and a.token == 1
@@ -46,7 +46,7 @@ def test_one_lease_holder_and_increasing_fencing_tokens(redis_server: EmbeddedRe
     run(redis_server, scenario)
 
 
-def test_a_transition_is_written_once_whoever_decided_it(redis_server: EmbeddedRedis) -> None:
+def test_a_transition_is_written_once_whoever_decided_it(redis_server: RedisTopology) -> None:
     async def scenario(store: RolloutStore) -> None:
         lease = await store.acquire("e", "a", 5)
         assert lease is not None
@@ -71,7 +71,7 @@ def test_a_transition_is_written_once_whoever_decided_it(redis_server: EmbeddedR
     run(redis_server, scenario)
 
 
-def test_alerts_are_acted_on_once(redis_server: EmbeddedRedis) -> None:
+def test_alerts_are_acted_on_once(redis_server: RedisTopology) -> None:
     async def scenario(store: RolloutStore) -> None:
         assert await store.first_sight("e", "fp|t0", 1.0, 60)
         assert not await store.first_sight("e", "fp|t0", 2.0, 60)
