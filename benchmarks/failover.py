@@ -95,6 +95,8 @@ def scrape(url: str) -> dict[str, float]:
                 out["dropped"] += s.value
             elif s.name == "turnout_feedback_queued":
                 out["feedback_queued_now"] = s.value
+            elif s.name == "turnout_feedback_unreplicated_total":
+                out["unreplicated"] = s.value
             elif s.name == "turnout_feedback_deferred_total":
                 out[f"deferred_{s.labels['result']}"] += s.value
     return out
@@ -279,6 +281,7 @@ def report(drill: Drill) -> str:
             f"  gateway {n}: produced {r['produced']:.0f} = written {r['written']:.0f} + "
             f"buffered {r['buffered']:.0f} + dropped {r['dropped']:.0f}; feedback queued "
             f"{r.get('deferred_queued', 0):.0f}, applied later {r.get('deferred_applied', 0):.0f}"
+            f", WAIT timed out {r.get('unreplicated', 0):.0f} (no replica after the failover)"
         )
     lines.append(
         f"  events: written {sum(r['written'] for r in drill.replicas):.0f}, in the new primary "
