@@ -50,6 +50,8 @@ bench: train
 	$(BIN)/python -m benchmarks.bandit_replay
 	$(BIN)/python -m benchmarks.rollout_sim
 	$(BIN)/python -m benchmarks.protocols
+	$(BIN)/python -m benchmarks.capacity
+	$(BIN)/python -m benchmarks.failover
 
 clean:
 	rm -rf $(VENV) models .mypy_cache .ruff_cache
