@@ -23,7 +23,7 @@ from model_workers.train import load_dataset, load_wine_dataset
 from router.cli import app as cli
 from router.core.settings import Settings
 from router.local.processes import poll_until
-from router.local.redis_server import EmbeddedRedis
+from router.local.redis_server import RedisTopology
 from tests.conftest import (
     SAMPLE_ROWS,
     Gateway,
@@ -42,6 +42,9 @@ SEED = "protocol: http_json, score: confidence, label: is_profane, labels: {true
 REQUESTS = 400
 VERSIONS = {"turnout": "v1", "seed": "v2", "bento": "v3", "mlserver": "v1", "mlflow": "v2"}
 WINE_DATA = load_wine_dataset()
+
+# Third-party model servers are the subject here, not Redis: one instance is enough.
+pytestmark = pytest.mark.parametrize("redis_server", ["single"], indirect=True)
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +139,7 @@ def gateway(
     servers: dict[str, Server],
     start_worker: WorkerFactory,
     start_gateway: GatewayFactory,
-    redis_server: EmbeddedRedis,
+    redis_server: RedisTopology,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Gateway:
     folder = tmp_path_factory.mktemp("experiments")
@@ -144,7 +147,7 @@ def gateway(
     wine_worker = start_worker("v1", model="wine").url
     write_experiment(folder, wine_yaml(wine_worker, servers["mlserver"].url), "wine.yaml")
     env = {
-        "TURNOUT_REDIS_URL": redis_server.url,
+        **redis_server.env,
         "TURNOUT_ADMIN_TOKENS": json.dumps({"ops": TOKEN}),
         "TURNOUT_RECORDING_FLUSH_INTERVAL": "0.05",
         "TURNOUT_ACCESS_LOG": "false",

@@ -16,7 +16,7 @@ from tritonclient.utils import InferenceServerException
 
 from model_workers.train import load_wine_dataset
 from router.local.processes import poll_until
-from router.local.redis_server import EmbeddedRedis
+from router.local.redis_server import RedisTopology
 from tests.conftest import Gateway, GatewayFactory, WorkerFactory, write_experiment
 
 RUN = uuid.uuid4().hex[:6]
@@ -48,7 +48,7 @@ def wine_yaml(workers: dict[str, str]) -> str:
 def gateway(
     start_gateway: GatewayFactory,
     start_worker: WorkerFactory,
-    redis_server: EmbeddedRedis,
+    redis_server: RedisTopology,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Gateway:
     wine = {v: start_worker(v, model="wine").url for v in ("v1", "v2")}
@@ -62,7 +62,7 @@ def gateway(
         "profanity.yaml",
     )
     env = {
-        "TURNOUT_REDIS_URL": redis_server.url,
+        **redis_server.env,
         "TURNOUT_RECORDING_FLUSH_INTERVAL": "0.05",
         "TURNOUT_ACCESS_LOG": "false",
         "TURNOUT_SEED": "3",
