@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from model_workers.train import load_dataset, load_wine_dataset
 from router.cli import app as cli
 from router.core.settings import Settings
 from router.local.processes import poll_until
-from router.local.redis_server import RedisTopology
+from router.local.redis_server import EmbeddedRedis, RedisTopology
 from tests.conftest import (
     SAMPLE_ROWS,
     Gateway,
@@ -43,8 +44,13 @@ REQUESTS = 400
 VERSIONS = {"turnout": "v1", "seed": "v2", "bento": "v3", "mlserver": "v1", "mlflow": "v2"}
 WINE_DATA = load_wine_dataset()
 
-# Third-party model servers are the subject here, not Redis: one instance is enough.
-pytestmark = pytest.mark.parametrize("redis_server", ["single"], indirect=True)
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisTopology]:
+    """Third-party model servers are the subject here, not Redis: one instance is enough."""
+    server = EmbeddedRedis(tmp_path_factory.mktemp("servers-redis")).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")
