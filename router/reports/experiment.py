@@ -18,6 +18,7 @@ from router.config.experiments import BanditPolicy, Experiment
 from router.recording.events import LATENCY_BOUNDS_MS
 from router.reports.reads import Recorded
 from router.reports.stats import (
+    UNIT,
     beta_summary,
     difference_test,
     mean_interval,
@@ -93,7 +94,7 @@ def variant_row(
     if binary:
         interval = wilson_interval(min(float(round(fb_sum)), fb_n), fb_n)
     else:
-        interval = mean_interval(fb_sum, h.float(keys.FEEDBACK_SUMSQ), fb_n)
+        interval = mean_interval(fb_sum, h.float(keys.FEEDBACK_SUMSQ), fb_n, UNIT)
     fb_labelled = h.int(keys.FEEDBACK_LABELLED)
     correct = h.int(keys.FEEDBACK_CORRECT)
     accuracy_interval = wilson_interval(correct, fb_labelled) if fb_labelled else None

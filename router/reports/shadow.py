@@ -14,6 +14,7 @@ from router.recording.events import LATENCY_BOUNDS_MS
 from router.reports.experiment import dense_buckets
 from router.reports.reads import ShadowRecorded
 from router.reports.stats import (
+    SIGNED_UNIT,
     bowker,
     mcnemar,
     mean_interval,
@@ -81,7 +82,7 @@ def pair_row(primary: str, shadow: str, raw: dict[str, str]) -> dict[str, Any]:
             "n": n_delta,
             "mean": delta_sum / n_delta if n_delta else None,
             "interval": _listed(
-                mean_interval(delta_sum, _float(raw, keys.SHADOW_DELTA_SUMSQ), n_delta)
+                mean_interval(delta_sum, _float(raw, keys.SHADOW_DELTA_SUMSQ), n_delta, SIGNED_UNIT)
             ),
             "p5": p5,
             "p50": p50,

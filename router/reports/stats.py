@@ -18,9 +18,12 @@ from numpy.typing import NDArray
 from scipy import special, stats
 
 __all__ = [
+    "SIGNED_UNIT",
+    "UNIT",
     "BetaSummary",
     "DifferenceResult",
     "McNemarResult",
+    "Range",
     "SrmResult",
     "beta_summary",
     "difference_test",
@@ -126,21 +129,39 @@ def _mean_and_variance(total: float, total_sq: float, n: float, ddof: int) -> tu
     return mean, variance
 
 
-def mean_interval(
-    total: float, total_sq: float, n: float, confidence: float = 0.95
-) -> tuple[float, float] | None:
-    """Student-t interval for the mean of values in [0, 1] from their sum and sum of squares.
+Range = tuple[float, float]
+"""The values a statistic can take: an interval is clipped to it, never to another's."""
 
-    ``None`` for ``n < 2`` (no variance estimate). The interval is clipped to [0, 1], widened if
-    need be so that it always contains the mean.
+UNIT: Final[Range] = (0.0, 1.0)
+"""Proportions, rewards, accuracies, scores."""
+SIGNED_UNIT: Final[Range] = (-1.0, 1.0)
+"""Differences of two quantities in [0, 1]: score deltas, differences of rates and rewards."""
+
+
+def _clip(lo: float, hi: float, estimate: float, bounds: Range) -> tuple[float, float]:
+    """Clip ``[lo, hi]`` to ``bounds``, widened if need be so that it contains ``estimate``."""
+    low, high = bounds
+    return (max(min(low, estimate), lo), min(max(high, estimate), hi))
+
+
+def mean_interval(
+    total: float, total_sq: float, n: float, bounds: Range, confidence: float = 0.95
+) -> tuple[float, float] | None:
+    """Student-t interval for the mean of values in ``bounds`` from their sum and sum of squares.
+
+    ``None`` for ``n < 2`` (no variance estimate). The interval is clipped to ``bounds`` (the
+    values' own range: ``UNIT`` for rewards, ``SIGNED_UNIT`` for score deltas), widened if need
+    be so that it always contains the mean.
     """
     _check_count("n", n)
     _check_confidence(confidence)
+    if not bounds[0] < bounds[1]:
+        raise ValueError(f"bounds must be (low, high) with low < high, got {bounds!r}")
     if n < 2:
         return None
     mean, variance = _mean_and_variance(total, total_sq, n, ddof=1)
     half = float(stats.t.ppf(0.5 + confidence / 2.0, n - 1)) * math.sqrt(variance / n)
-    return (max(min(0.0, mean), mean - half), min(max(1.0, mean), mean + half))
+    return _clip(mean - half, mean + half, mean, bounds)
 
 
 def difference_test(
@@ -156,7 +177,8 @@ def difference_test(
 
     Each arm's variance is the plug-in ``E[x^2] - mean^2``, so for 0/1 rewards this is exactly
     the unpooled two-proportion z test (variance ``p(1 - p)``), and for fractional rewards the
-    large-sample Welch test. ``difference`` is ``None`` if either arm is empty; the interval and
+    large-sample Welch test. Both means lie in [0, 1], so the interval is clipped to
+    ``SIGNED_UNIT``. ``difference`` is ``None`` if either arm is empty; the interval and
     p-value are ``None`` if either arm has fewer than 2 values or neither arm varies.
     """
     _check_count("n_a", n_a)
@@ -171,11 +193,8 @@ def difference_test(
     if n_a < 2 or n_b < 2 or se == 0.0:
         return {"difference": difference, "interval": None, "p_value": None}
     p_value = _clip_p(2.0 * float(stats.norm.sf(abs(difference) / se)))
-    return {
-        "difference": difference,
-        "interval": [difference - z * se, difference + z * se],
-        "p_value": p_value,
-    }
+    lo, hi = _clip(difference - z * se, difference + z * se, difference, SIGNED_UNIT)
+    return {"difference": difference, "interval": [lo, hi], "p_value": p_value}
 
 
 def srm_check(

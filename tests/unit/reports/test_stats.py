@@ -80,28 +80,38 @@ def test_wilson_contains_the_estimate(n: int, fraction: float, confidence: float
 
 def test_mean_interval_matches_t_interval_on_raw_values() -> None:
     values = np.random.default_rng(3).uniform(0.3, 0.7, size=50)
-    interval = stats.mean_interval(values.sum(), (values**2).sum(), values.size)
+    interval = stats.mean_interval(values.sum(), (values**2).sum(), values.size, stats.UNIT)
     half = sps.t.ppf(0.975, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size)
     assert interval == pytest.approx((values.mean() - half, values.mean() + half), rel=1e-9)
 
 
 def test_mean_interval_edges() -> None:
-    assert stats.mean_interval(0, 0, 0) is None
-    assert stats.mean_interval(0.7, 0.49, 1) is None
-    assert stats.mean_interval(5 * 0.4, 5 * 0.16, 5) == pytest.approx((0.4, 0.4))
-    clipped = stats.mean_interval(1.0, 1.0, 4)  # values 0, 0, 0, 1
+    assert stats.mean_interval(0, 0, 0, stats.UNIT) is None
+    assert stats.mean_interval(0.7, 0.49, 1, stats.UNIT) is None
+    assert stats.mean_interval(5 * 0.4, 5 * 0.16, 5, stats.UNIT) == pytest.approx((0.4, 0.4))
+    clipped = stats.mean_interval(1.0, 1.0, 4, stats.UNIT)  # values 0, 0, 0, 1
     assert clipped is not None
     assert clipped == (0.0, 1.0)
+    signed = stats.mean_interval(-1.0, 1.0, 4, stats.SIGNED_UNIT)  # values 0, 0, 0, -1
+    assert signed is not None
+    assert signed[0] == -1.0 and signed[1] > 0.0
+    with pytest.raises(ValueError, match="bounds"):
+        stats.mean_interval(1.0, 1.0, 4, (1.0, 0.0))
 
 
-@given(st.lists(st.floats(min_value=0, max_value=1), min_size=2, max_size=200))
-def test_mean_interval_contains_the_mean(values: list[float]) -> None:
+@given(
+    st.sampled_from([stats.UNIT, stats.SIGNED_UNIT]),
+    st.lists(st.floats(min_value=0, max_value=1), min_size=2, max_size=200),
+)
+def test_mean_interval_contains_the_mean(bounds: stats.Range, units: list[float]) -> None:
+    low, high = bounds
+    values = [low + u * (high - low) for u in units]
     total = math.fsum(values)
-    interval = stats.mean_interval(total, math.fsum(v * v for v in values), len(values))
+    interval = stats.mean_interval(total, math.fsum(v * v for v in values), len(values), bounds)
     assert interval is not None
     mean = total / len(values)
     assert interval[0] - 1e-12 <= mean <= interval[1] + 1e-12
-    assert 0.0 <= interval[0] <= interval[1] <= 1.0
+    assert low <= interval[0] <= interval[1] <= high
 
 
 # --- difference test ----------------------------------------------------------------------------
