@@ -478,6 +478,9 @@ class Experiment(Strict):
     variants: dict[str, Variant] = Field(min_length=1)
     policy: PolicyConfig
     shadow: ShadowConfig | None = None
+    fallback: list[str] = Field(default_factory=list)
+    """Variants that answer, in order, when the control itself cannot (never the control);
+    used only then, and counted apart (``turnout_failovers_total``)."""
     description: str | None = None
     rollout: RolloutConfig | None = None
     """A stepped rollout of a candidate, decided by gates (``router.rollout``)."""
@@ -518,6 +521,14 @@ class Experiment(Strict):
             unknown = [n for n in names if n not in known]
             if unknown:
                 raise ValueError(f"{label} names unknown variants: {', '.join(unknown)}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_fallback(self) -> Experiment:
+        if self.control in self.fallback:
+            raise ValueError("fallback must not name the control (it is tried before them)")
+        if len(set(self.fallback)) != len(self.fallback):
+            raise ValueError("fallback must not repeat a variant")
         return self
 
     @model_validator(mode="after")
@@ -591,6 +602,8 @@ class Experiment(Strict):
             refs["policy.arms"] = list(policy.arms)
         if self.shadow:
             refs["shadow.targets"] = list(self.shadow.targets)
+        if self.fallback:
+            refs["fallback"] = list(self.fallback)
         return refs
 
     def version_of(self, variant: str) -> str:

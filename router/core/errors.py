@@ -44,6 +44,20 @@ class Conflict(TurnoutError):
     code = "conflict"
 
 
+class RequestTimeout(TurnoutError):
+    """The request's body did not arrive within the body read timeout."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class ClientDisconnected(TurnoutError):
+    """The client went away before its body was read whole: nobody reads the answer."""
+
+    status = 499
+    code = "client_disconnected"
+
+
 class PayloadTooLarge(TurnoutError):
     status = 413
     code = "payload_too_large"

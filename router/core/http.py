@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
+from router.core import logs
 from router.core.errors import (
+    ClientDisconnected,
     InvalidEncoding,
     InvalidInput,
     InvalidJSON,
@@ -22,6 +27,7 @@ from router.core.errors import (
 )
 
 JSON_TYPE = "application/json"
+log = logging.getLogger("turnout.http")
 
 
 def json_response(
@@ -59,11 +65,14 @@ async def read_json(
         raise PayloadTooLarge(f"body of {declared} bytes exceeds the limit of {max_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLarge(f"body exceeds the limit of {max_bytes} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise PayloadTooLarge(f"body exceeds the limit of {max_bytes} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientDisconnected("the client disconnected before sending its whole body") from None
     raw = b"".join(chunks)
     try:
         return orjson.loads(raw)
@@ -109,12 +118,32 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Map every error to ``{"error", "detail"}`` with the right status, in one place."""
+def install_error_handlers(
+    app: FastAPI, on_client_gone: Callable[[], object] | None = None
+) -> None:
+    """Map every error to ``{"error", "detail"}`` with the right status, in one place.
 
-    async def on_turnout_error(_: Request, exc: Exception) -> Response:
+    A client that went away mid-body is an ordinary event: counted (``on_client_gone``) and
+    logged at info, without a traceback. Anything unexpected is a JSON 500 that names no
+    internals; its traceback goes to the log."""
+
+    async def on_turnout_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, TurnoutError)
+        if isinstance(exc, ClientDisconnected):
+            if on_client_gone is not None:
+                on_client_gone()
+            logs.event(log, "client_disconnected", path=request.url.path)
         return json_response(error_body(exc.code, exc.detail), exc.status)
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.error(
+            "unhandled_error",
+            exc_info=exc,
+            extra={"fields": {"path": request.url.path, "error": type(exc).__name__}},
+        )
+        return json_response(
+            error_body("internal_error", "internal error; the server's log has the details"), 500
+        )
 
     async def on_http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -134,3 +163,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TurnoutError, on_turnout_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(Exception, on_unexpected)

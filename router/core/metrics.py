@@ -96,7 +96,7 @@ class GatewayMetrics:
         )
         self.upstream_failures = Counter(
             "turnout_upstream_failures",
-            "Failed worker calls.",
+            "Worker calls made that failed (timeout, slow call, connection, 5xx, bad answer).",
             ["experiment", "variant"],
             registry=r,
         )
@@ -134,6 +134,26 @@ class GatewayMetrics:
             "turnout_rejected_requests",
             "Requests refused with a 4xx before routing, by error code.",
             ["code"],
+            registry=r,
+        )
+        # --- reliability: skips, failovers, data loss, disconnects (issue 14) ---
+        self.upstream_skipped = Counter(
+            "turnout_upstream_skipped",
+            "Worker calls not made because the upstream was known to be down, by reason "
+            "(unhealthy, breaker_open); not failures.",
+            ["experiment", "variant", "reason"],
+            registry=r,
+        )
+        self.failovers = Counter(
+            "turnout_failovers",
+            "Requests answered by one of the experiment's fallback variants because the "
+            "control could not answer, by the variant that answered and the control's reason.",
+            ["experiment", "variant", "reason"],
+            registry=r,
+        )
+        self.client_disconnects = Counter(
+            "turnout_client_disconnects",
+            "Requests whose client went away before its body was read whole.",
             registry=r,
         )
         # --- recording (outcomes to Redis) ---

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     """Seconds an open breaker waits before letting one half-open probe through."""
     health_interval: float = Field(2.0, gt=0)
     """Seconds between active ``/readyz`` checks of every upstream."""
+    upstream_slow_call_seconds: float = Field(1.0, gt=0)
+    """Slow-call limit: a call to a variant that has somewhere else to go (the control, or a
+    configured fallback) is abandoned after this many seconds and counts as a breaker failure,
+    so a slow upstream holds a request this long at most, never the whole upstream timeout."""
 
     # --- model server protocols ------------------------------------------------------
     upstream_max_answer_bytes: int = Field(1_048_576, gt=0)

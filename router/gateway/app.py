@@ -153,7 +153,7 @@ def create_app(
             await bandits.close()
 
     app = FastAPI(title="turnout gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
-    install_error_handlers(app)
+    install_error_handlers(app, on_client_gone=metrics.client_disconnects.inc)
 
     @app.post("/predict")
     async def predict_default(request: Request) -> Response:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from starlette.responses import Response
 
 from router.admin.auth import AdminTokens
 from router.bandit.runtime import BanditRuntime
-from router.config.experiments import InputConfig
+from router.config.experiments import NAME, InputConfig
 from router.core import logs
 from router.core.errors import InvalidInput, NotFound, TurnoutError
 from router.core.http import read_json, require_object
@@ -38,13 +39,14 @@ from router.gateway.mirror import ShadowMirror
 from router.recording.events import Outcome
 from router.recording.recorder import Recorder
 from router.rollout.runtime import RolloutRuntime
-from router.routing.steering import Steering, steer
+from router.routing.steering import HEADER, Steering, steer
 from router.routing.table import Route, RouteTable
 from router.upstream.protocols import Payload
 
 log = logging.getLogger("turnout.gateway")
 MAX_USER_ID = 256
 TEXT_INPUT = InputConfig()
+MODEL_NAME = re.compile(NAME)
 
 
 def user_hash(salt: str, key: str) -> str:
@@ -167,6 +169,9 @@ class PredictPipeline:
                 accepted.payload,
                 accepted.request_id,
                 self.metrics,
+                # A kill switch or a rollback flag names who answers: no failover past it.
+                failover=decided.steering.forced_by in (None, HEADER),
+                slow_call_seconds=self.settings.upstream_slow_call_seconds,
             )
         finally:
             self.finish(accepted, decided, served, time.perf_counter() - started)
@@ -203,6 +208,8 @@ class PredictPipeline:
             )
         route = snapshot.by_model.get(model)
         if route is None:
+            if not MODEL_NAME.match(model):  # never a file system path of a client's making
+                raise NotFound(f"unknown model {model[:64]!r}", code="unknown_model")
             if (self.models_dir / model).is_dir():
                 raise NotFound(
                     f"model {model!r} has no active experiment in {self.settings.experiments_dir}",
@@ -258,6 +265,7 @@ class PredictPipeline:
             label=decoded.label if decoded else None,
             score=decoded.score if decoded else None,
             fallback=bool(served and served.fallback),
+            failover=bool(served and served.failover),
             ts=ts,
             forced=decided.steering.forced_by,
             sticky_until=decided.held_until,

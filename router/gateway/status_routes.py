@@ -35,6 +35,7 @@ def status_router(
                     "file": route.loaded.path.name,
                     "shadow": exp.shadow.model_dump() if exp.shadow else None,
                     "input": exp.input.model_dump(exclude_defaults=True) or {"kind": "text"},
+                    "fallback": list(exp.fallback),
                     "upstreams": {
                         v: {
                             "url": u.url,
@@ -65,7 +66,9 @@ def status_router(
         down = table.snapshot.not_ready()
         if down:
             raise Unavailable(
-                f"the control cannot answer for: {', '.join(sorted(down))}", code="not_ready"
+                "neither the control nor a fallback variant can answer for: "
+                + ", ".join(sorted(down)),
+                code="not_ready",
             )
         return json_response({"status": "ready", "experiments": sorted(routes)})
 

@@ -130,6 +130,8 @@ class Outcome:
     """The rollout weights window this decision was made under (None: no rollout)."""
     slot: int | None = None
     """The request's time slot within the window, for label-delayed gates."""
+    failover: bool = False
+    """Answered by a configured fallback variant because the control could not."""
 
     def locator(self) -> str | None:
         return keys.request(self.request_id)
@@ -166,7 +168,9 @@ def count_outcome(tally: Tally, outcome: Outcome) -> None:
     tally.incr(chosen, latency_field(outcome.latency_ms))
     if answered is None or outcome.status >= 500:
         tally.incr(chosen, keys.ERRORS)
-    if outcome.fallback:
+    if outcome.failover:
+        tally.incr(chosen, keys.FAILOVERS)
+    elif outcome.fallback:
         tally.incr(chosen, keys.FALLBACKS)
     if outcome.window is not None and outcome.forced is None:
         count_window(tally, outcome, outcome.window)
@@ -245,6 +249,7 @@ def event_fields(outcome: Outcome) -> dict[str, str]:
         "user_hash": outcome.user_hash,
         "label": None if outcome.label is None else dumps(outcome.label),
         "score": None if outcome.score is None else num(outcome.score),
+        "failover": "1" if outcome.failover else None,
     }
     fields.update({k: v for k, v in optional.items() if v is not None})
     return fields

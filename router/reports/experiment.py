@@ -117,6 +117,7 @@ def variant_row(
         "error_rate": _ratio(h.int(keys.ERRORS), assigned),
         "fallbacks": h.int(keys.FALLBACKS),
         "fallback_rate": _ratio(h.int(keys.FALLBACKS), assigned),
+        "failovers": h.int(keys.FAILOVERS),
         "rejected": h.int(keys.REJECTED),
         "latency_ms": {
             "mean": _ratio(h.float(keys.LATENCY_SUM), assigned),
@@ -223,6 +224,7 @@ def build_report(
             "served": sum(r["served"] for r in rows),
             "errors": sum(r["errors"] for r in rows),
             "fallbacks": sum(r["fallbacks"] for r in rows),
+            "failovers": sum(r["failovers"] for r in rows),
             "feedback": sum(r["feedback"]["count"] for r in rows),
         },
         "variants": rows,

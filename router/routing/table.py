@@ -42,8 +42,10 @@ class Route:
         return self.loaded.config_version
 
     def control_ready(self) -> bool:
-        """The control can answer as far as this gateway knows (what readiness hangs on)."""
-        return self.upstreams[self.experiment.control].ready()
+        """The control, or one of the experiment's fallback variants, can answer as far as this
+        gateway knows (what readiness hangs on: a canary alone cannot carry the traffic)."""
+        exp = self.experiment
+        return any(self.upstreams[v].ready() for v in (exp.control, *exp.fallback))
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,51 @@ BAD_ANSWER_REASONS = (
 """Values of ``BadAnswer.kind``: the answer came, but could not be used."""
 
 
+CALL_FAILURES = ("timeout", "slow", "connection", "error_status")
+"""Values of ``UpstreamFailure.kind`` for calls made that got no answer at all."""
+SKIPS = ("unhealthy", "breaker_open")
+"""Values of ``UpstreamFailure.kind`` for calls not made: the upstream was known to be down."""
+
+_WORDS = {
+    "timeout": "timed out",
+    "slow": "slower than the slow-call limit",
+    "connection": "connection failed",
+    "error_status": "answered with a server error",
+    "unhealthy": "unhealthy",
+    "breaker_open": "circuit breaker open",
+}
+
+
 class UpstreamFailure(Exception):
-    """The upstream could not answer: connection error, timeout, 5xx or an open breaker."""
+    """The upstream could not answer: connection error, timeout, 5xx, a bad answer, or known
+    to be down. ``reason`` may name the upstream's address and the exception: logs only.
+    ``kind`` is a bounded word, fit for a metric label; ``public`` is what a client may read."""
 
     def __init__(self, reason: str, kind: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.kind = kind
-        """A bounded label (``BAD_ANSWER_REASONS`` for bad answers); None: derived from reason."""
+        self.kind = kind or _kind_of(reason)
+        """``CALL_FAILURES``, ``SKIPS`` or ``BAD_ANSWER_REASONS``."""
+
+    @property
+    def skipped(self) -> bool:
+        """No call was made (the upstream was already known to be down)."""
+        return self.kind in SKIPS
+
+    @property
+    def public(self) -> str:
+        """The reason in words, never an address or exception text."""
+        if self.kind in BAD_ANSWER_REASONS:
+            return f"answered in a form its protocol cannot read ({self.kind})"
+        return _WORDS.get(self.kind, self.kind.replace("_", " "))
+
+
+def _kind_of(reason: str) -> str:
+    if reason.startswith("upstream answered"):
+        return "error_status"
+    if "Timeout" in reason:
+        return "timeout"
+    return "connection"
 
 
 class BadAnswer(UpstreamFailure):

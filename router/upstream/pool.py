@@ -113,9 +113,23 @@ class Upstream:
             return not self.breaker.cooling_down()
         return self.healthy is True and not self.breaker.cooling_down()
 
-    async def predict(self, payload: Payload, request_id: str) -> Answer:
+    async def predict(
+        self, payload: Payload, request_id: str, patience: float | None = None
+    ) -> Answer:
+        """One call. ``patience`` (seconds), when shorter than the pool's timeout, is the
+        slow-call limit: a call still running then is abandoned as a failure (``slow``), so a
+        slow upstream holds a request that has somewhere else to go for ``patience`` at most,
+        and opens its breaker like any failing one."""
         try:
-            answer = await self._call(self.session, payload, request_id)
+            if patience is None:
+                answer = await self._call(self.session, payload, request_id)
+            else:
+                try:
+                    async with asyncio.timeout(patience):
+                        answer = await self._call(self.session, payload, request_id)
+                except TimeoutError:
+                    detail = f"{self.url}: no answer within {patience:g}s"
+                    raise UpstreamFailure(detail, "slow") from None
         except UpstreamFailure:
             self.breaker.record_failure()
             raise
@@ -142,7 +156,7 @@ class Upstream:
         )
         status = response.status
         if status >= 500:
-            raise UpstreamFailure(f"upstream answered {status}")
+            raise UpstreamFailure(f"{self.url} answered {status}", "error_status")
         if 300 <= status < 400:
             raise BadAnswer("redirect", f"upstream answered {status} (redirects are not followed)")
         if status >= 400:
@@ -186,7 +200,8 @@ async def _post(
             status = response.status
             payload = await _read_capped(response, cap)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise UpstreamFailure(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+        kind = "timeout" if isinstance(exc, TimeoutError) else "connection"
+        raise UpstreamFailure(f"{url}: {type(exc).__name__}: {exc}".rstrip(": "), kind) from None
     return UpstreamResponse(status, payload, time.perf_counter() - started)
 
 

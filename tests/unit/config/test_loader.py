@@ -99,3 +99,25 @@ def test_shipped_experiments_are_valid() -> None:
     report = load_directory(Path(__file__).parents[3] / "experiments", ALLOWED)
     assert not report.errors
     assert report.experiments
+
+
+@pytest.mark.parametrize(
+    ("tail", "reason"),
+    [
+        ("fallback: [v1]", "fallback must not name the control"),
+        ("fallback: [v9]", "fallback names unknown variants: v9"),
+        ("fallback: [v2, v2]", "fallback must not repeat a variant"),
+        ("fallback: v2", "fallback: Input should be a valid list"),
+    ],
+)
+def test_a_bad_fallback_list_is_refused(tail: str, reason: str) -> None:
+    assert reason in refusal(GOOD + tail + "\n")
+
+
+def test_a_fallback_list_loads_in_its_order() -> None:
+    text = GOOD.replace(
+        '  v2: {url: "http://127.0.0.1:8102"}\n',
+        '  v2: {url: "http://127.0.0.1:8102"}\n  v3: {url: "http://127.0.0.1:8103"}\n',
+    )
+    loaded = parse_experiment(text + "fallback: [v3, v2]\n", Path("exp.yaml"), ALLOWED)
+    assert loaded.experiment.fallback == ["v3", "v2"]

@@ -272,6 +272,7 @@ def test_report_of_an_experiment_without_traffic_is_valid_zeros() -> None:
         "served": 0,
         "errors": 0,
         "fallbacks": 0,
+        "failovers": 0,
         "feedback": 0,
     }
     assert [r["variant"] for r in report["variants"]] == ["v1", "v2"]
