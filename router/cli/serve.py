@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from router.cli.common import console, fail, load_settings
 from router.core.errors import TurnoutError
+from router.core.serving import serve
 from router.core.settings import Settings
 
 app = typer.Typer()
-
-
-def serve(api: Any, host: str, port: int, drain: int = 30) -> None:
-    """Run an ASGI app the way every Turnout process runs: our JSON logs, graceful shutdown
-    (on SIGTERM: stop accepting, let in-flight requests finish for ``drain`` seconds, then the
-    app's own shutdown, where the gateway flushes its buffered events)."""
-    import uvicorn
-
-    uvicorn.run(
-        api,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=drain,
-        # Longer than the gateway's client keep-alive (30 s), so the client side always closes
-        # an idle connection first and never reuses one the server is closing.
-        timeout_keep_alive=75,
-    )
 
 
 def check_redis(settings: Settings) -> None:
@@ -75,7 +57,7 @@ def worker(
     except TurnoutError as exc:
         raise fail(exc.detail) from None
     api = create_app(settings, lambda: registry.load(settings.models_dir, model, version))
-    serve(api, host or settings.host, port)
+    serve(api, host or settings.host, port, settings)
 
 
 @app.command()
@@ -94,12 +76,7 @@ def gateway(
         api = create_app(settings)
     except TurnoutError as exc:
         raise fail(exc.detail) from None
-    serve(
-        api,
-        host or settings.host,
-        port if port is not None else settings.port,
-        settings.drain_timeout,
-    )
+    serve(api, host or settings.host, port if port is not None else settings.port, settings)
 
 
 @app.command()

@@ -22,6 +22,7 @@ from router.core.errors import (
     InvalidInput,
     InvalidJSON,
     PayloadTooLarge,
+    RequestTimeout,
     TurnoutError,
     UnsupportedMediaType,
 )
@@ -133,7 +134,9 @@ def install_error_handlers(
             if on_client_gone is not None:
                 on_client_gone()
             logs.event(log, "client_disconnected", path=request.url.path)
-        return json_response(error_body(exc.code, exc.detail), exc.status)
+        # A body that stopped halfway leaves the connection unreadable: close it.
+        headers = {"connection": "close"} if isinstance(exc, RequestTimeout) else None
+        return json_response(error_body(exc.code, exc.detail), exc.status, headers)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.error(

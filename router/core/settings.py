@@ -67,6 +67,20 @@ class Settings(BaseSettings):
     redis_db: int = Field(0, ge=0)
     """Database number on a Sentinel-managed primary (a Cluster only has database 0)."""
 
+    # --- client connections (every HTTP server: gateway and workers) -------------------
+    http_header_timeout: float = Field(10.0, gt=0)
+    """Seconds a request head may take to arrive whole; slower gets 408 and the connection
+    closes (slow-header clients cannot hold sockets)."""
+    http_body_timeout: float = Field(10.0, gt=0)
+    """Seconds a request body may take to arrive whole after its head; slower gets 408 and the
+    connection closes."""
+    http_keep_alive_timeout: int = Field(75, ge=1)
+    """Seconds a connection may stay idle, before its first request or between requests.
+    Longer than the gateway's own client keep-alive (30 s), so the gateway always closes an
+    idle connection to a worker first and never reuses one the worker is closing."""
+    http_max_connections: int = Field(1000, ge=1)
+    """Most open client connections per process; a new one past it gets 503 and is closed."""
+
     # --- upstream calls ----------------------------------------------------------------
     upstream_connect_timeout: float = Field(0.5, gt=0)
     """Seconds allowed to open a connection to a worker."""

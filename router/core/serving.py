@@ -1,0 +1,166 @@
+"""How every Turnout process serves HTTP: uvicorn, guarded against slow, idle and too many clients.
+
+uvicorn bounds none of these by itself: a connection that sends nothing, a request head that
+trickles in byte by byte, or a body that stops halfway would each hold a socket for as long as
+the client likes. Here:
+
+- a connection idle before its first request, or between requests, closes after
+  ``http_keep_alive_timeout``;
+- a request head must arrive whole within ``http_header_timeout`` (else 408, then close);
+- a body must arrive whole within ``http_body_timeout`` of the head (else 408, then close);
+- past ``http_max_connections`` open connections a new one gets 503 at once and is closed;
+- a request that is not HTTP gets a JSON 400, like every other refusal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from asyncio import TimerHandle, Transport
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from router.core.errors import RequestTimeout
+from router.core.settings import Settings
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    header_timeout: float
+    body_timeout: float
+    keep_alive: float
+    max_connections: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ConnectionLimits:
+        return cls(
+            settings.http_header_timeout,
+            settings.http_body_timeout,
+            settings.http_keep_alive_timeout,
+            settings.http_max_connections,
+        )
+
+
+def raw_error(status: int, reason: str, code: str, detail: str) -> bytes:
+    """A whole JSON error response written straight to a socket, closing the connection."""
+    body = orjson.dumps({"error": code, "detail": detail})
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol with idle, head and connection-count limits."""
+
+    class GuardedHttpProtocol(HttpToolsProtocol):
+        head_timer: TimerHandle | None = None
+
+        def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
+            if len(self.connections) >= limits.max_connections:
+                self.transport = transport
+                transport.write(
+                    raw_error(
+                        503,
+                        "Service Unavailable",
+                        "too_many_connections",
+                        f"the server holds {limits.max_connections} connections already",
+                    )
+                )
+                transport.close()
+                return
+            super().connection_made(transport)
+            # Idle before the first request too: the same limit as between requests.
+            self.timeout_keep_alive_task = self.loop.call_later(
+                limits.keep_alive, self.timeout_keep_alive_handler
+            )
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._cancel_head_timer()
+            self.head_timer = self.loop.call_later(limits.header_timeout, self._head_too_slow)
+
+        def on_headers_complete(self) -> None:
+            self._cancel_head_timer()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_head_timer()
+            super().connection_lost(exc)
+
+        def send_400_response(self, msg: str) -> None:
+            self.transport.write(raw_error(400, "Bad Request", "bad_request", msg))
+            self.transport.close()
+
+        def _head_too_slow(self) -> None:
+            self.head_timer = None
+            if not self.transport.is_closing():
+                detail = f"the request head did not arrive within {limits.header_timeout:g}s"
+                self.transport.write(raw_error(408, "Request Timeout", "request_timeout", detail))
+                self.transport.close()
+
+        def _cancel_head_timer(self) -> None:
+            if self.head_timer is not None:
+                self.head_timer.cancel()
+                self.head_timer = None
+
+    return GuardedHttpProtocol
+
+
+class BodyDeadline:
+    """ASGI middleware: the whole body must arrive within ``seconds`` of the request's head; a
+    read past it raises ``RequestTimeout`` inside the app (a JSON 408, then the connection
+    closes)."""
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.seconds
+        complete = False
+
+        async def bounded() -> Message:
+            nonlocal complete
+            if complete:
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"the request body did not arrive within {self.seconds:g}s"
+                ) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                complete = True
+            return message
+
+        await self.app(scope, bounded, send)
+
+
+def serve(app: Any, host: str, port: int, settings: Settings) -> None:
+    """Run an ASGI app the way every Turnout process runs: our JSON logs, graceful shutdown,
+    and the connection limits above."""
+    import uvicorn
+
+    limits = ConnectionLimits.from_settings(settings)
+    uvicorn.run(
+        BodyDeadline(app, limits.body_timeout),
+        host=host,
+        port=port,
+        http=guarded_protocol(limits),
+        log_config=None,
+        access_log=False,
+        # On SIGTERM: stop accepting, let in-flight requests finish for ``drain_timeout``
+        # seconds, then the app's own shutdown (the gateway flushes its buffered events).
+        timeout_graceful_shutdown=settings.drain_timeout,
+        timeout_keep_alive=int(limits.keep_alive),
+    )
