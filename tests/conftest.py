@@ -168,6 +168,8 @@ def start_gateway(
                 "TURNOUT_MODELS_DIR": str(models_dir),
                 "TURNOUT_HEALTH_INTERVAL": "0.5",
                 "TURNOUT_RELOAD_POLL_INTERVAL": "0.2",
+                # A state folder of its own: never the developer's .turnout/, nor another test's.
+                "TURNOUT_STATE_DIR": str(tmp_path / f"state-{port}"),
                 **env,
             },
             log_path=tmp_path / f"gateway-{port}.log",

@@ -37,7 +37,8 @@ def validate(
 
     from router.cli.probe import Probed
     from router.cli.probe import probe as run_probe
-    from router.config.loader import LoadedExperiment, load_directory, parse_experiment
+    from router.config.loader import LoadedExperiment, parse_experiment
+    from router.config.resolve import load_directory
     from router.routing.policies import dry_run
 
     settings = Settings()
@@ -45,7 +46,7 @@ def validate(
     loaded: list[LoadedExperiment] = []
     errors: list[str] = []
     if target.is_dir():
-        report = load_directory(target, settings.allowed_hosts)
+        report = load_directory(target, settings.allowed_hosts, settings.experiment_max_bytes)
         loaded = list(report.experiments.values())
         errors = [e.detail for e in report.errors.values()]
     elif target.is_file():

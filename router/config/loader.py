@@ -1,9 +1,13 @@
-"""Experiment YAML files -> validated experiments; refusals name the file, line and reason."""
+"""Experiment YAML files -> validated experiments; refusals name the file, line and reason.
+
+A file larger than the size cap is refused before it is read whole. ``scan_directory`` reads a
+folder file by file; ``router.config.resolve`` then decides which file serves each model.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +25,16 @@ from router.config.experiments import (
 from router.core.errors import ConfigError
 from router.upstream.protocols import PROTOCOLS
 
+DEFAULT_MAX_BYTES = 1_048_576
+
 
 @dataclass(frozen=True)
 class LoadedExperiment:
     experiment: Experiment
     path: Path
     config_version: str
+    content: str = field(default="", repr=False, compare=False)
+    """The file's text, kept as its last good version (``router.core.state``)."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,12 @@ class LoadReport:
     experiments: dict[str, LoadedExperiment] = field(default_factory=dict)
     errors: dict[Path, ConfigError] = field(default_factory=dict)
     """Refused files and why."""
+    conflicts: dict[str, tuple[Path, ...]] = field(default_factory=dict)
+    """Models claimed by several files, none of which serves (model -> the files)."""
+
+
+Scan = Mapping[Path, "LoadedExperiment | ConfigError"]
+"""Every experiment file of a folder, read and validated one by one (no cross-file rule)."""
 
 
 def config_version(content: bytes) -> str:
@@ -95,7 +109,7 @@ def parse_experiment(
                 )
             reasons.append(f"{path}:{_line_of(root, loc)}: {where}: {message}")
         raise ConfigError("; ".join(reasons)) from None
-    return LoadedExperiment(experiment, path, config_version(text.encode()))
+    return LoadedExperiment(experiment, path, config_version(text.encode()), text)
 
 
 _POLICY_TAGS = {"blue_green", "canary", "ab", "bandit"}
@@ -129,32 +143,41 @@ def experiment_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
 
 
-def load_directory(directory: Path, allowed_hosts: list[str] | None = None) -> LoadReport:
-    """Load every file; a file that fails, or duplicates a name or model, is reported."""
-    report = LoadReport()
+def read_capped(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
+    """A file's text; over ``max_bytes`` it is refused before being read whole."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ConfigError(_too_large(path, size, max_bytes))
+        with path.open("rb") as handle:
+            raw = handle.read(max_bytes + 1)  # the file may grow between stat and read
+    except OSError as exc:
+        raise ConfigError(f"{path}:1: unreadable: {exc}") from None
+    if len(raw) > max_bytes:
+        raise ConfigError(_too_large(path, len(raw), max_bytes))
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}:1: not UTF-8: {exc}") from None
+
+
+def _too_large(path: Path, size: int, max_bytes: int) -> str:
+    return (
+        f"{path}:1: {size} bytes, over the limit of {max_bytes} bytes "
+        "(TURNOUT_EXPERIMENT_MAX_BYTES); not read"
+    )
+
+
+def scan_directory(
+    directory: Path, allowed_hosts: list[str] | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> dict[Path, LoadedExperiment | ConfigError]:
+    """Every experiment file of ``directory``, each loaded or refused on its own."""
     if not directory.is_dir():
-        report.errors[directory] = ConfigError(f"{directory}: experiments folder not found")
-        return report
-    by_model: dict[str, Path] = {}
+        raise ConfigError(f"{directory}: experiments folder not found")
+    scan: dict[Path, LoadedExperiment | ConfigError] = {}
     for path in experiment_files(directory):
         try:
-            loaded = parse_experiment(path.read_text(encoding="utf-8"), path, allowed_hosts)
+            scan[path] = parse_experiment(read_capped(path, max_bytes), path, allowed_hosts)
         except ConfigError as exc:
-            report.errors[path] = exc
-            continue
-        except (OSError, UnicodeDecodeError) as exc:
-            report.errors[path] = ConfigError(f"{path}:1: unreadable: {exc}")
-            continue
-        exp = loaded.experiment
-        if exp.model in by_model:
-            report.errors[path] = ConfigError(
-                f"{path}:1: model {exp.model!r} already has an experiment in "
-                f"{by_model[exp.model].name}; one active experiment per model"
-            )
-            continue
-        if exp.name in report.experiments:
-            report.errors[path] = ConfigError(f"{path}:1: duplicate experiment name {exp.name!r}")
-            continue
-        by_model[exp.model] = path
-        report.experiments[exp.name] = loaded
-    return report
+            scan[path] = exc
+    return scan

@@ -124,6 +124,11 @@ class GatewayMetrics:
             ["result"],
             registry=r,
         )
+        self.config_refused_files = Gauge(
+            "turnout_config_refused_files",
+            "Experiment files refused right now (each serves its last good version, if any).",
+            registry=r,
+        )
         self.config_info = Gauge(
             "turnout_config_info",
             "Loaded experiment configuration (value 1).",

@@ -118,6 +118,14 @@ class Settings(BaseSettings):
     """Seconds between polls of the experiments folder when file watching is unavailable."""
     watch_files: bool = True
     """Use filesystem notifications (watchfiles) for hot reload; polling is the fallback."""
+    experiment_max_bytes: int = Field(1_048_576, gt=0)
+    """Largest experiment file read; a larger one is refused before it is read whole."""
+    experiment_delete_grace: float = Field(10.0, ge=0)
+    """Seconds an experiment keeps serving after its file disappears (a deploy that removes
+    then copies files); a file back within it continues seamlessly."""
+    experiment_read_timeout: float = Field(60.0, gt=0)
+    """Seconds the child process that reads the experiments folder may take; past it the
+    reload is abandoned and the experiments in force keep serving."""
 
     # --- worker ------------------------------------------------------------------------
     worker_fault_delay_ms: float = Field(0.0, ge=0)

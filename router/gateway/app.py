@@ -21,6 +21,7 @@ from router.core import logs
 from router.core.http import freeze_startup_objects, install_error_handlers
 from router.core.metrics import GatewayMetrics
 from router.core.settings import Settings
+from router.core.state import StateFolder
 from router.flags.cache import FlagCache
 from router.gateway.mirror import ShadowMirror
 from router.gateway.open_inference import open_inference_router
@@ -33,7 +34,7 @@ from router.recording.recorder import Recorder, recorder_for, start_recording, s
 from router.rollout.controller import RolloutController
 from router.rollout.runtime import RolloutRuntime
 from router.rollout.store import RolloutStore
-from router.routing.table import RouteTable
+from router.routing.table import Reading, RouteTable
 from router.storage.client import connect, redis_configured
 from router.upstream.breaker import CircuitBreaker
 from router.upstream.health import check_all, health_loop
@@ -70,8 +71,17 @@ def create_app(
         ),
         lambda: CircuitBreaker(settings.breaker_failures, settings.breaker_reset_seconds),
     )
-    table = RouteTable(settings.experiments_dir, settings.allowed_hosts, pool, metrics)
-    initial = table.check_initial()
+    reading = Reading(
+        settings.experiment_max_bytes,
+        settings.experiment_delete_grace,
+        settings.experiment_read_timeout,
+        isolated=True,
+        state=StateFolder(settings.state_dir),
+    )
+    table = RouteTable(
+        settings.experiments_dir, settings.allowed_hosts, pool, metrics, reading=reading
+    )
+    initial = table.initial()
     recorder = recorder or recorder_for(settings, metrics)
     rng = rng or random.Random(settings.seed)
     flags = FlagCache.from_settings(settings, metrics, clock)

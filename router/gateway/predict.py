@@ -198,16 +198,26 @@ class PredictPipeline:
         """The experiment that owns ``model`` (the only one, when no model is named)."""
         snapshot = self.table.snapshot
         if model is None:
-            if len(snapshot.by_model) == 1:
+            if len(snapshot.by_model) == 1 and not snapshot.conflicts:
                 return next(iter(snapshot.by_model.values()))
-            if not snapshot.by_model:
+            models = sorted({*snapshot.by_model, *snapshot.conflicts})
+            if not models:
                 raise NotFound("no experiment is loaded", code="no_experiment")
-            raise InvalidInput(
-                "several models are routed; name one with POST /models/{model}/predict "
-                f"(models: {', '.join(sorted(snapshot.by_model))})"
-            )
+            if len(models) > 1:
+                raise InvalidInput(
+                    "several models are routed; name one with POST /models/{model}/predict "
+                    f"(models: {', '.join(models)})"
+                )
+            model = models[0]
         route = snapshot.by_model.get(model)
         if route is None:
+            files = snapshot.conflicts.get(model)
+            if files:
+                raise NotFound(
+                    f"model {model!r} is claimed by several experiment files "
+                    f"({', '.join(f.name for f in files)}); none serves it until only one does",
+                    code="conflicting_experiments",
+                )
             if not MODEL_NAME.match(model):  # never a file system path of a client's making
                 raise NotFound(f"unknown model {model[:64]!r}", code="unknown_model")
             if (self.models_dir / model).is_dir():

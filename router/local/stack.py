@@ -18,9 +18,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from router.config.loader import load_directory
+from router.config.loader import LoadReport
+from router.config.resolve import load_directory
 from router.core.errors import ConfigError
 from router.core.settings import Settings
+from router.core.state import StateFolder
 from router.local.processes import ManagedProcess, http_ok, poll_until
 from router.local.redis_server import EmbeddedRedis
 from router.storage.client import redis_configured
@@ -47,8 +49,18 @@ class ExternalSpec:
     url: str
 
 
+def _experiments(settings: Settings) -> LoadReport:
+    """What a cold start of the gateway will serve: a refused file's last good version too."""
+    return load_directory(
+        settings.experiments_dir,
+        settings.allowed_hosts,
+        settings.experiment_max_bytes,
+        StateFolder(settings.state_dir),
+    )
+
+
 def external_servers(settings: Settings) -> list[ExternalSpec]:
-    report = load_directory(settings.experiments_dir, settings.allowed_hosts)
+    report = _experiments(settings)
     return [
         ExternalSpec(loaded.experiment.name, name, variant.protocol, variant.url)
         for loaded in report.experiments.values()
@@ -57,11 +69,13 @@ def external_servers(settings: Settings) -> list[ExternalSpec]:
     ]
 
 
-def workers_needed(settings: Settings) -> list[WorkerSpec]:
-    """One worker per local upstream URL that a ``turnout``-protocol variant names."""
-    report = load_directory(settings.experiments_dir, settings.allowed_hosts)
-    if report.errors:
-        raise ConfigError("; ".join(e.detail for e in report.errors.values()))
+def workers_needed(settings: Settings, say: Callable[[str], object] = print) -> list[WorkerSpec]:
+    """One worker per local upstream URL that a ``turnout``-protocol variant names. A refused
+    file costs its own experiment only: it is named here, and the gateway serves its last good
+    version."""
+    report = _experiments(settings)
+    for error in report.errors.values():
+        say(f"refused: {error.detail}")
     specs: dict[tuple[str, int], WorkerSpec] = {}
     for loaded in report.experiments.values():
         exp = loaded.experiment
@@ -90,7 +104,7 @@ class Stack:
 
     def start(self, say: Callable[[str], object] = print) -> str:
         settings = self.settings
-        specs = workers_needed(settings)
+        specs = workers_needed(settings, say)
         env: dict[str, str] = {}
         if not redis_configured(settings):  # else the children inherit TURNOUT_REDIS_*
             self.redis = EmbeddedRedis(self.workdir / "redis", port=settings.redis_port).start()

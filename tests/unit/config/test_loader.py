@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from router.config.loader import load_directory, parse_experiment
+from router.config.loader import parse_experiment
+from router.config.resolve import load_directory
 from router.core.errors import ConfigError
 
 ALLOWED = ["127.0.0.1", "localhost"]
@@ -85,14 +86,17 @@ def test_bad_files_are_refused_with_line_and_reason(text: str, line: int, reason
     assert reason in detail, detail
 
 
-def test_duplicate_experiment_for_a_model_is_refused(tmp_path: Path) -> None:
+def test_two_files_for_one_model_at_a_cold_start_are_both_refused(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(GOOD)
     (tmp_path / "b.yaml").write_text(GOOD.replace("name: exp", "name: exp2"))
+    (tmp_path / "c.yaml").write_text(
+        GOOD.replace("name: exp", "name: other").replace("model: profanity", "model: spam")
+    )
     report = load_directory(tmp_path, ALLOWED)
-    assert list(report.experiments) == ["exp"]
-    [(path, error)] = report.errors.items()
-    assert path.name == "b.yaml"
-    assert "one active experiment per model" in error.detail
+    assert list(report.experiments) == ["other"]
+    assert sorted(p.name for p in report.errors) == ["a.yaml", "b.yaml"]
+    assert "also claimed by b.yaml" in report.errors[tmp_path / "a.yaml"].detail
+    assert report.conflicts == {"profanity": (tmp_path / "a.yaml", tmp_path / "b.yaml")}
 
 
 def test_shipped_experiments_are_valid() -> None:

@@ -18,7 +18,7 @@ from starlette.datastructures import Headers
 
 from router.admin.auth import AdminTokens
 from router.bandit.runtime import BanditRuntime
-from router.config.loader import load_directory
+from router.config.resolve import load_directory
 from router.core.errors import InvalidInput, NotFound
 from router.core.metrics import GatewayMetrics
 from router.core.settings import Settings

@@ -24,7 +24,8 @@ import pytest
 import yaml
 
 from model_workers.recipes import RECIPES
-from router.config.loader import load_directory, parse_experiment
+from router.config.loader import parse_experiment
+from router.config.resolve import load_directory
 from router.core.metrics import GatewayMetrics
 from router.core.settings import Settings
 from tests.config_refs import (

@@ -1,0 +1,156 @@
+"""The state folder (``TURNOUT_STATE_DIR``, ``.turnout/`` by default): what a local stack keeps
+between runs and tells the processes it did not start itself.
+
+====================  ==========================================================================
+path                  holds
+====================  ==========================================================================
+``stack.json``        written by ``turnout up`` while it runs: the Redis URL (and the stack's
+                      pid), so ``turnout gateway`` joins the same Redis instead of running
+                      without one; removed when the stack stops
+``salt``              the user-hash salt ``turnout up`` generated (random, mode 0600), kept
+                      across runs so users keep their hashes; every replica of the stack uses it
+``last-good/``        the last version of each experiment file that loaded (one folder per
+                      experiments folder), served by a fresh gateway when the file is refused
+``flags.json``        the last flag overrides a gateway saw, with the Redis epoch they belong
+                      to: restored if Redis comes back without its data
+``redis/``            the embedded Redis's append-only file (fsync every second) and its log
+``logs/``             one log file per process of the local stack
+====================  ==========================================================================
+
+Writes are atomic (a temporary file renamed over the old one) and, except for the salt, best
+effort: a read-only state folder costs these safety nets, never the service.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from router.core import logs
+
+log = logging.getLogger("turnout.state")
+
+DEFAULT_SALT = "turnout"
+"""The public default of ``TURNOUT_USER_HASH_SALT``: it protects nothing."""
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    redis_url: str
+    pid: int
+
+
+def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class StateFolder:
+    """One state folder; every method tolerates a folder that does not exist yet."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    # --- the running stack --------------------------------------------------------------
+    @property
+    def stack_file(self) -> Path:
+        return self.root / "stack.json"
+
+    def write_stack(self, info: StackInfo) -> None:
+        write_atomically(self.stack_file, orjson.dumps(info.__dict__))
+
+    def read_stack(self) -> StackInfo | None:
+        data = self._read_json(self.stack_file)
+        if not isinstance(data, dict) or not isinstance(data.get("redis_url"), str):
+            return None
+        return StackInfo(data["redis_url"], int(data.get("pid", 0)))
+
+    def clear_stack(self) -> None:
+        self.stack_file.unlink(missing_ok=True)
+
+    # --- the user-hash salt -------------------------------------------------------------
+    @property
+    def salt_file(self) -> Path:
+        return self.root / "salt"
+
+    def read_salt(self) -> str | None:
+        try:
+            salt = self.salt_file.read_text().strip()
+        except OSError:
+            return None
+        return salt or None
+
+    def make_salt(self) -> str:
+        """The stack's salt: the one kept here, else a new random one (kept from now on)."""
+        salt = self.read_salt()
+        if salt is None:
+            salt = secrets.token_hex(32)
+            write_atomically(self.salt_file, salt.encode(), mode=0o600)
+        return salt
+
+    # --- last good experiment files -----------------------------------------------------
+    def last_good_dir(self, experiments_dir: Path) -> Path:
+        folder = str(experiments_dir.resolve()).encode()
+        return self.root / "last-good" / hashlib.sha256(folder).hexdigest()[:16]
+
+    def save_last_good(self, experiments_dir: Path, name: str, content: str) -> None:
+        self._best_effort(
+            "save_last_good",
+            lambda: write_atomically(self.last_good_dir(experiments_dir) / name, content.encode()),
+        )
+
+    def last_good(self, experiments_dir: Path, name: str) -> str | None:
+        try:
+            return (self.last_good_dir(experiments_dir) / name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def forget_last_good(self, experiments_dir: Path, name: str) -> None:
+        self._best_effort(
+            "forget_last_good",
+            lambda: (self.last_good_dir(experiments_dir) / name).unlink(missing_ok=True),
+        )
+
+    # --- flags ------------------------------------------------------------------------------
+    @property
+    def flags_file(self) -> Path:
+        return self.root / "flags.json"
+
+    def save_flags(self, epoch: str, overrides: dict[str, dict[str, Any]]) -> None:
+        data = orjson.dumps({"epoch": epoch, "overrides": overrides})
+        self._best_effort("save_flags", lambda: write_atomically(self.flags_file, data))
+
+    def read_flags(self) -> tuple[str, dict[str, dict[str, Any]]] | None:
+        data = self._read_json(self.flags_file)
+        if not isinstance(data, dict) or not isinstance(data.get("overrides"), dict):
+            return None
+        return str(data.get("epoch", "")), data["overrides"]
+
+    # --- helpers ------------------------------------------------------------------------
+    def _read_json(self, path: Path) -> Any:
+        try:
+            return orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return None
+
+    def _best_effort(self, what: str, action: Any) -> None:
+        try:
+            action()
+        except OSError as exc:
+            logs.event(log, "state_write_failed", logging.WARNING, what=what, reason=str(exc))
