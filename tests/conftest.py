@@ -160,6 +160,8 @@ def start_gateway(
 
     def start(experiments_dir: Path, wait_ready: bool = True, **env: str) -> Gateway:
         port = free_port()
+        if "TURNOUT_REDIS_URL" not in env:
+            env = {"TURNOUT_NO_REDIS": "true", **env}  # said out loud: a gateway never guesses
         process = ManagedProcess(
             "gateway",
             [sys.executable, "-m", "router", "gateway", "--port", str(port)],

@@ -67,13 +67,14 @@ def gateway(
 ) -> None:
     """Run one gateway replica (any number may share one Redis and experiments folder)."""
     from router.core import logs
+    from router.core.state import join_local_stack
     from router.gateway.app import create_app
 
     settings = load_settings()
     logs.configure(settings.log_level)
     check_redis(settings)
     try:
-        api = create_app(settings)
+        api = create_app(join_local_stack(settings))
     except TurnoutError as exc:
         raise fail(exc.detail) from None
     serve(api, host or settings.host, port if port is not None else settings.port, settings)

@@ -156,6 +156,12 @@ class GatewayMetrics:
             ["experiment", "variant", "reason"],
             registry=r,
         )
+        self.redis_data_loss = Counter(
+            "turnout_redis_data_loss",
+            "Times this replica found Redis without its data (epoch gone or changed); flag "
+            "overrides are restored, everything else recorded before is gone.",
+            registry=r,
+        )
         self.client_disconnects = Counter(
             "turnout_client_disconnects",
             "Requests whose client went away before its body was read whole.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -25,7 +26,9 @@ class Settings(BaseSettings):
     experiments_dir: Path = PROJECT_ROOT / "experiments"
     """Folder of experiment YAML files, one experiment per file."""
     state_dir: Path = PROJECT_ROOT / ".turnout"
-    """Where ``turnout up`` keeps the embedded Redis data and the processes' logs."""
+    """The state folder (``router.core.state``): the local stack's Redis data and URL, its
+    user-hash salt, the last good version of each experiment file, the last known flags and
+    the processes' logs."""
 
     # --- input limits (shared by gateway and workers) ----------------------------------
     max_text_chars: int = Field(10_000, gt=0)
@@ -45,7 +48,11 @@ class Settings(BaseSettings):
     allowed_hosts: list[str] = ["127.0.0.1", "localhost", "::1"]
     """Hosts that experiment upstream URLs may point at (anything else is refused at load)."""
     redis_url: str | None = None
-    """Redis to use; unset means an embedded redis-server started by ``turnout up``."""
+    """Redis to use. Unset: ``turnout up`` starts an embedded redis-server, and ``turnout
+    gateway`` joins the running local stack's (from the state folder) or refuses to start."""
+    no_redis: bool = False
+    """Run a gateway without Redis on purpose: nothing recorded, flags from the flags file only,
+    feedback and reports answer 503. Without it, a gateway with no Redis refuses to start."""
     redis_port: int = Field(6399, ge=1, le=65535)
     """Port of the embedded redis-server that ``turnout up`` starts when no Redis is set."""
 
@@ -81,6 +88,15 @@ class Settings(BaseSettings):
     http_max_connections: int = Field(1000, ge=1)
     """Most open client connections per process; a new one past it gets 503 and is closed."""
 
+    # --- the local stack (turnout up) --------------------------------------------------
+    stack_restart_backoff: float = Field(0.5, gt=0)
+    """Seconds before ``turnout up`` restarts a child that exited (doubling each time)."""
+    stack_restart_limit: int = Field(5, ge=0)
+    """Restarts of one child within ``stack_restart_window`` after which ``turnout up`` stops
+    everything and says which child kept exiting."""
+    stack_restart_window: float = Field(60.0, gt=0)
+    """Seconds over which a child's exits are counted against ``stack_restart_limit``."""
+
     # --- upstream calls ----------------------------------------------------------------
     upstream_connect_timeout: float = Field(0.5, gt=0)
     """Seconds allowed to open a connection to a worker."""
@@ -94,6 +110,9 @@ class Settings(BaseSettings):
     """Seconds an open breaker waits before letting one half-open probe through."""
     health_interval: float = Field(2.0, gt=0)
     """Seconds between active ``/readyz`` checks of every upstream."""
+    health_misses: int = Field(2, ge=1)
+    """Failed ``/readyz`` checks in a row that mark an upstream unhealthy (one slow answer on a
+    busy machine must not take a healthy control out of service)."""
     upstream_slow_call_seconds: float = Field(1.0, gt=0)
     """Slow-call limit: a call to a variant that has somewhere else to go (the control, or a
     configured fallback) is abandoned after this many seconds and counts as a breaker failure,
@@ -135,7 +154,11 @@ class Settings(BaseSettings):
 
     # --- privacy and randomness ------------------------------------------------------
     user_hash_salt: str = "turnout"
-    """Salt of the user-key hash stored in events (set a secret one per deployment)."""
+    """Salt of the user-key hash stored in events (set a secret one per deployment; ``turnout
+    up`` makes a random one and keeps it in the state folder). The default is public: a
+    gateway using it warns, and refuses to start when ``environment`` is production."""
+    environment: Literal["development", "production"] = "development"
+    """``production`` makes unsafe defaults fatal at start-up (the public user-hash salt)."""
     seed: int | None = None
     """Seed of the gateway's random number generator (unset: seeded from the OS)."""
 

@@ -33,8 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import redis
 
 from router.core import logs
+from router.core.errors import ConfigError
+from router.core.settings import Settings
 
 log = logging.getLogger("turnout.state")
 
@@ -154,3 +157,37 @@ class StateFolder:
             action()
         except OSError as exc:
             logs.event(log, "state_write_failed", logging.WARNING, what=what, reason=str(exc))
+
+
+def join_local_stack(settings: Settings) -> Settings:
+    """A replica's settings: with no Redis configured, the Redis (and salt) of the local stack
+    that runs in the state folder; with none running, a refusal naming the ways out. Never a
+    gateway that silently records nothing."""
+    configured = settings.redis_url or settings.redis_sentinels or settings.redis_cluster_nodes
+    if configured or settings.no_redis:
+        return settings
+    state = StateFolder(settings.state_dir)
+    stack = state.read_stack()
+    if stack is None:
+        raise ConfigError(
+            f"no Redis: TURNOUT_REDIS_URL is not set and no local stack runs in "
+            f"{settings.state_dir} (start one with `turnout up`, point TURNOUT_STATE_DIR at "
+            "its folder, set TURNOUT_REDIS_URL, or set TURNOUT_NO_REDIS=true to run without "
+            "recording, flags or feedback)"
+        )
+    client = redis.Redis.from_url(stack.redis_url, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise ConfigError(
+            f"the local stack's Redis at {stack.redis_url} (from {state.stack_file}) does not "
+            f"answer ({type(exc).__name__}): is `turnout up` still running?"
+        ) from None
+    finally:
+        client.close()
+    update: dict[str, Any] = {"redis_url": stack.redis_url}
+    salt = state.read_salt()
+    if salt is not None and "user_hash_salt" not in settings.model_fields_set:
+        update["user_hash_salt"] = salt  # the same users must hash the same on every replica
+    logs.event(log, "joined_local_stack", redis_url=stack.redis_url, state_dir=str(state.root))
+    return settings.model_copy(update=update)

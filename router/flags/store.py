@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -89,8 +90,23 @@ class FlagStore:
         self.clock = clock
         self._change = redis.register_script(CHANGE_FLAG_LUA)
 
+    async def snapshot(self) -> tuple[str | None, dict[str, dict[str, object]]]:
+        """The dataset's epoch and every override, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(keys.epoch())
+            pipe.hgetall(keys.FLAGS)
+            epoch, raw = await pipe.execute()
+        return (None if epoch is None else _text(epoch)), self._parse(raw)
+
+    async def claim_epoch(self) -> str:
+        """The dataset's epoch, set now to a new random id if it has none."""
+        await self.redis.set(keys.epoch(), uuid.uuid4().hex, nx=True)
+        return _text(await self.redis.get(keys.epoch()))
+
     async def overrides(self) -> dict[str, dict[str, object]]:
-        raw = await self.redis.hgetall(keys.FLAGS)
+        return self._parse(await self.redis.hgetall(keys.FLAGS))
+
+    def _parse(self, raw: Mapping[bytes | str, bytes | str]) -> dict[str, dict[str, object]]:
         result: dict[str, dict[str, object]] = {}
         for raw_key, value in raw.items():
             key = _text(raw_key)

@@ -28,6 +28,7 @@ from router.gateway.open_inference import open_inference_router
 from router.gateway.outcome_routes import outcomes_router
 from router.gateway.predict import PredictPipeline
 from router.gateway.rollout_routes import rollout_router
+from router.gateway.startup import check_startup
 from router.gateway.status_routes import status_router
 from router.recording.feedback_service import FeedbackService
 from router.recording.recorder import Recorder, recorder_for, start_recording, stop_recording
@@ -58,7 +59,9 @@ def create_app(
     metrics: GatewayMetrics | None = None,
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
-    """Build a gateway. Refuses to start on an invalid experiments folder."""
+    """Build a gateway. Refuses to start without Redis (unless told to), or in production with
+    the public default salt; a refused experiment file costs only its own experiment."""
+    check_startup(settings, has_recorder=recorder is not None)
     metrics = metrics or GatewayMetrics()
     pool = UpstreamPool(
         UpstreamTimeouts(
@@ -124,12 +127,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         table.install_initial(initial)
-        await check_all(pool, settings.health_interval)
+        await check_all(pool, settings.health_interval, settings.health_misses)
         await flags.prime()
         await bandits.prime()
         await rollouts.prime()
         jobs = [
-            health_loop(pool, settings.health_interval),
+            health_loop(pool, settings.health_interval, settings.health_misses),
             table.watch(settings.reload_poll_interval, settings.watch_files),
             flags.run(),
             bandits.run(),

@@ -8,11 +8,13 @@ says which are not.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,7 +24,7 @@ from router.config.loader import LoadReport
 from router.config.resolve import load_directory
 from router.core.errors import ConfigError
 from router.core.settings import Settings
-from router.core.state import StateFolder
+from router.core.state import StackInfo, StateFolder
 from router.local.processes import ManagedProcess, http_ok, poll_until
 from router.local.redis_server import EmbeddedRedis
 from router.storage.client import redis_configured
@@ -95,45 +97,84 @@ def workers_needed(settings: Settings, say: Callable[[str], object] = print) -> 
     return sorted(specs.values(), key=lambda s: s.port)
 
 
+@dataclass
+class Child:
+    """A supervised process of the stack: how to start it again and how to know it is ready."""
+
+    name: str
+    launch: Callable[[], ManagedProcess | None]
+    """Start the process (None for Redis, which ``EmbeddedRedis`` starts and waits for)."""
+    ready_url: str | None
+    ready_timeout: float
+    process: ManagedProcess | None = None
+    exits: deque[float] = field(default_factory=deque)
+    """When it exited on its own, within the restart window."""
+    restart_at: float | None = None
+
+
 class Stack:
+    """Redis, the workers and the gateway: started in order, then supervised.
+
+    A child that exits on its own is restarted with exponential backoff (``stack_restart_
+    backoff`` doubling) and the restart is announced; one that exits more than
+    ``stack_restart_limit`` times within ``stack_restart_window`` seconds stops the whole stack
+    with a message naming it. The embedded Redis restarts on the same port from its
+    append-only file, so what it held is still there.
+    """
+
     def __init__(self, settings: Settings, workdir: Path | None = None) -> None:
         self.settings = settings
         self.workdir = workdir or settings.state_dir
-        self.processes: list[ManagedProcess] = []
+        self.state = StateFolder(self.workdir)
+        self.children: list[Child] = []
         self.redis: EmbeddedRedis | None = None
+
+    @property
+    def processes(self) -> list[ManagedProcess]:
+        return [c.process for c in self.children if c.process is not None]
 
     def start(self, say: Callable[[str], object] = print) -> str:
         settings = self.settings
         specs = workers_needed(settings, say)
         env: dict[str, str] = {}
+        redis_url = settings.redis_url
         if not redis_configured(settings):  # else the children inherit TURNOUT_REDIS_*
-            self.redis = EmbeddedRedis(self.workdir / "redis", port=settings.redis_port).start()
-            env["TURNOUT_REDIS_URL"] = self.redis.url
-            say(f"redis ready at {self.redis.url} (embedded)")
+            self.redis = EmbeddedRedis(
+                self.workdir / "redis", port=settings.redis_port, appendonly=True
+            )
+            child = Child("redis", self._start_redis, None, 10.0)
+            self.children.append(child)
+            self._start_redis()
+            redis_url = self.redis.url
+            env["TURNOUT_REDIS_URL"] = redis_url
+            say(f"redis ready at {redis_url} (embedded, append-only file in {self.redis.workdir})")
+        if redis_url is not None:  # Sentinel or Cluster: replicas need the same settings
+            self.state.write_stack(StackInfo(redis_url, os.getpid()))
+        salt = (
+            settings.user_hash_salt
+            if "user_hash_salt" in settings.model_fields_set
+            else self.state.make_salt()
+        )
+        env |= {"TURNOUT_STATE_DIR": str(self.workdir), "TURNOUT_USER_HASH_SALT": salt}
         logs = self.workdir / "logs"
+        workers = []
         for spec in specs:
             argv = [sys.executable, "-m", "router", "worker", "--model", spec.model]
             argv += ["--version", spec.version, "--port", str(spec.port), "--host", spec.host]
-            self.processes.append(
-                ManagedProcess(
-                    f"worker {spec.model} {spec.version}",
-                    argv,
-                    env=env,
-                    log_path=logs / f"worker-{spec.version}.log",
-                ).start()
-            )
-        for spec, proc in zip(specs, self.processes, strict=True):
-            self._wait(proc, f"http://{spec.host}:{spec.port}/readyz", 120)
-            say(f"worker {spec.model} {spec.version} ready at http://{spec.host}:{spec.port}")
-        gateway = ManagedProcess(
-            "gateway",
-            [sys.executable, "-m", "router", "gateway", "--port", str(settings.port)],
-            env=env,
-            log_path=logs / "gateway.log",
-        ).start()
-        self.processes.append(gateway)
+            name = f"worker {spec.model} {spec.version}"
+            launch = self._launcher(name, argv, env, logs / f"worker-{spec.version}.log")
+            ready = f"http://{spec.host}:{spec.port}"
+            workers.append(Child(name, launch, f"{ready}/readyz", 120.0, launch()))
+        self.children += workers
+        for child in workers:
+            self._wait(child)
+            say(f"{child.name} ready at {str(child.ready_url).removesuffix('/readyz')}")
         url = f"http://{settings.host}:{settings.port}"
-        self._wait(gateway, f"{url}/healthz", 60)
+        argv = [sys.executable, "-m", "router", "gateway", "--port", str(settings.port)]
+        launch = self._launcher("gateway", argv, env, logs / "gateway.log")
+        gateway = Child("gateway", launch, f"{url}/healthz", 60.0, launch())
+        self.children.append(gateway)
+        self._wait(gateway)
         external = external_servers(settings)
         if external:
             self._report_external(url, external, say)
@@ -164,9 +205,27 @@ class Stack:
                 f"{spec.url}: {state} (not started by turnout up)"
             )
 
-    def _wait(self, proc: ManagedProcess, url: str, timeout: float) -> None:
+    def _launcher(
+        self, name: str, argv: list[str], env: dict[str, str], log_path: Path
+    ) -> Callable[[], ManagedProcess]:
+        return lambda: ManagedProcess(name, argv, env=env, log_path=log_path).start()
+
+    def _start_redis(self) -> None:
+        assert self.redis is not None
+        self.redis.stop()  # a process that exited on its own: close its log
+        self.redis.start()
+        self.children[0].process = self.redis.process
+
+    def _wait(self, child: Child) -> None:
+        proc = child.process
+        assert proc is not None
+        if child.ready_url is None:
+            return
+        url = child.ready_url
         try:
-            poll_until(lambda: http_ok(url) or not proc.alive(), timeout, what=proc.name)
+            poll_until(
+                lambda: http_ok(url) or not proc.alive(), child.ready_timeout, what=proc.name
+            )
         except TimeoutError:
             raise RuntimeError(f"{proc.name} did not become ready; see {proc.log_path}") from None
         if not proc.alive():
@@ -174,15 +233,49 @@ class Stack:
             raise RuntimeError(f"{proc.name} exited during start-up:\n{tail}")
 
     def stop(self) -> None:
-        for proc in reversed(self.processes):
-            proc.stop()
-        self.processes.clear()
+        for child in reversed(self.children):
+            if child.name != "redis" and child.process is not None:
+                child.process.stop()
         if self.redis is not None:
             self.redis.stop()
             self.redis = None
+        self.children.clear()
+        self.state.clear_stack()
+
+    def supervise(self, say: Callable[[str], object] = print) -> None:
+        """One round: restart children that exited and whose backoff is over; raise
+        ``RuntimeError`` when one exits too often (the caller stops the stack)."""
+        settings = self.settings
+        now = time.monotonic()
+        for child in self.children:
+            proc = child.process
+            if child.restart_at is None:
+                if proc is None or proc.alive():
+                    continue
+                code = proc.proc.returncode if proc.proc else None
+                child.exits.append(now)
+                while child.exits and now - child.exits[0] > settings.stack_restart_window:
+                    child.exits.popleft()
+                if len(child.exits) > settings.stack_restart_limit:
+                    raise RuntimeError(
+                        f"{child.name} exited {len(child.exits)} times within "
+                        f"{settings.stack_restart_window:g}s (last code {code}); stopping the "
+                        f"stack. See {proc.log_path}"
+                    )
+                delay = settings.stack_restart_backoff * 2 ** (len(child.exits) - 1)
+                say(f"{child.name} exited (code {code}); restarting in {delay:g}s")
+                child.restart_at = now + delay
+            elif now >= child.restart_at:
+                child.restart_at = None
+                started = child.launch()
+                if started is not None:
+                    child.process = started
+                self._wait(child)
+                assert child.process is not None
+                say(f"{child.name} restarted (pid {child.process.pid})")
 
     def watch(self, say: Callable[[str], object] = print) -> None:
-        """Block until Ctrl-C / SIGTERM, reporting children that exit on their own."""
+        """Supervise until Ctrl-C / SIGTERM."""
         stopping = False
 
         def on_signal(signum: int, _: object) -> None:
@@ -191,12 +284,8 @@ class Stack:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        reported: set[str] = set()
         while not stopping:
-            for proc in self.processes:
-                if not proc.alive() and proc.name not in reported:
-                    reported.add(proc.name)
-                    say(f"{proc.name} exited (code {proc.proc and proc.proc.returncode})")
+            self.supervise(say)
             time.sleep(0.2)
 
 

@@ -12,36 +12,8 @@ promotions) share the tag ``{ops}``. One instance, Sentinel and Cluster use the 
 
 Layout (``<e>`` experiment, ``<v>`` variant, ``<cv>`` config_version, ``<rid>`` request id):
 
-===========================================  ======  =========================================
-key                                          type    holds
-===========================================  ======  =========================================
-``turnout:experiments``                      set     experiments that have recorded anything
-``turnout:exp:{<e>}:variants``               set     variants with counters (configured or not)
-``turnout:exp:{<e>}:variant:<v>``            hash    counters of one variant (``CounterField``)
-``turnout:exp:{<e>}:assigned:<cv>``          hash    variant -> assignments under one config
-``turnout:exp:{<e>}:events``                 stream  one entry per request (capped, ``MAXLEN ~``)
-``turnout:exp:{<e>}:feedback``               stream  one entry per accepted feedback (capped)
-``turnout:exp:{<e>}:req:<rid>``              hash    attribution of one request + write guard
-``turnout:rid:<rid>``                        string  locator: the experiment of ``<rid>`` (TTL)
-``turnout:exp:{<e>}:bandit``                 hash    bandit evidence: ``<v>:s``, ``:f``, ``:n``
-``turnout:exp:{<e>}:bandit:sticky``          stream  first draws of sticky bandit users (capped)
-``turnout:exp:{<e>}:shadow_pairs``           set     ``<primary>|<shadow>`` pairs compared
-``turnout:exp:{<e>}:shadow:<p>:<s>``         hash    shadow-vs-primary counters (``SHADOW_*``)
-``turnout:exp:{<e>}:shadow_events``          stream  one entry per mirrored request (capped)
-``turnout:exp:{<e>}:disagreements``          stream  comparisons whose labels differ (capped)
-``turnout:exp:{<e>}:req:<rid>:shadow:<s>``   hash    write guard of one mirrored call (TTL)
-``turnout:{ops}:flags``                      hash    flag overrides, ``<e>/<flag>`` -> JSON value
-``turnout:flags:changed``                    pubsub  channel: every flag change publishes
-``turnout:{ops}:audit``                      stream  operators' changes: flags, promotions
-``turnout:{ops}:promotions``                 hash    ``<e>`` -> the file before its promotion
-``turnout:exp:{<e>}:rollout``                hash    rollout and SRM state (``router.rollout``)
-``turnout:exp:{<e>}:rollout:history``        stream  every rollout transition, with numbers
-``turnout:exp:{<e>}:rollout:lease``          string  ``<owner>|<fencing token>`` (TTL)
-``turnout:exp:{<e>}:rollout:fence``          string  the last fencing token handed out (INCR)
-``turnout:exp:{<e>}:rollout:window:<w>``     hash    counters of one weights window
-``turnout:exp:{<e>}:alerts``                 hash    Alertmanager alerts already acted on
-===========================================  ======  =========================================
-
+``turnout:{ops}:epoch``                      string  this dataset's id (data-loss detection)
+===========================================  ======  ==================================
 Counters live until the experiment is archived; streams are capped; request hashes expire.
 """
 
@@ -231,6 +203,12 @@ FLAGS_CHANNEL: Final = f"{PREFIX}:flags:changed"
 def flag_field(experiment: str, flag: str) -> str:
     """The field of one experiment's flag in the ``FLAGS`` hash (its value is JSON)."""
     return f"{experiment}/{flag}"
+
+
+def epoch() -> str:
+    """A random id set once per Redis dataset: gone or changed, Redis lost its data. In the
+    operators' slot, so it is read with the flags in one round trip."""
+    return f"{PREFIX}:{OPS_TAG}:epoch"
 
 
 AUDIT: Final = f"{PREFIX}:{OPS_TAG}:audit"

@@ -13,8 +13,10 @@ from router.upstream.pool import Upstream, UpstreamPool
 log = logging.getLogger("turnout.upstream")
 
 
-async def check_ready(upstream: Upstream, limit_seconds: float) -> bool | None:
-    """Ask the adapter; None: passive health only (the breaker decides)."""
+async def check_ready(upstream: Upstream, limit_seconds: float, misses: int = 1) -> bool | None:
+    """Ask the adapter; None: passive health only (the breaker decides). It takes ``misses``
+    failed checks in a row to mark an upstream unhealthy: one slow answer on a busy machine
+    must not take a healthy control out."""
 
     async def get(path: str) -> tuple[int, bytes]:
         return await upstream.get(path, limit_seconds)
@@ -26,18 +28,20 @@ async def check_ready(upstream: Upstream, limit_seconds: float) -> bool | None:
     if ok is None:
         upstream.passive = True
         return None
-    if ok != upstream.healthy:
-        logs.event(log, "upstream_health", url=upstream.url, healthy=ok)
-    upstream.healthy = ok
+    upstream.health_misses = 0 if ok else upstream.health_misses + 1
+    healthy = True if ok else (False if upstream.health_misses >= misses else upstream.healthy)
+    if healthy != upstream.healthy:
+        logs.event(log, "upstream_health", url=upstream.url, healthy=healthy)
+    upstream.healthy = healthy
     return ok
 
 
-async def check_all(pool: UpstreamPool, interval: float) -> None:
+async def check_all(pool: UpstreamPool, interval: float, misses: int = 1) -> None:
     timeout = min(interval, 2.0)
-    await asyncio.gather(*(check_ready(u, timeout) for u in list(pool.upstreams.values())))
+    await asyncio.gather(*(check_ready(u, timeout, misses) for u in list(pool.upstreams.values())))
 
 
-async def health_loop(pool: UpstreamPool, interval: float) -> None:
+async def health_loop(pool: UpstreamPool, interval: float, misses: int = 1) -> None:
     while True:
-        await check_all(pool, interval)
+        await check_all(pool, interval, misses)
         await asyncio.sleep(interval)

@@ -89,6 +89,8 @@ class Upstream:
         self.healthy: bool | None = None  # unknown until the first active check
         self.passive = False
         """No readiness route: only the breaker says whether it can answer."""
+        self.health_misses = 0
+        """Failed ``/readyz`` checks in a row."""
         connector = aiohttp.TCPConnector(
             limit=timeouts.pool_size, keepalive_timeout=30, enable_cleanup_closed=True
         )
