@@ -53,6 +53,7 @@ REQUIRED_ALERTS = {
     "TurnoutCircuitBreakerOpen",
     "TurnoutConfigReloadRefused",
     "TurnoutNoTrafficOnVariant",
+    "TurnoutRedisDataLost",  # issue 14: Redis came back without its data
 }
 
 
