@@ -60,6 +60,20 @@ DEFERRED_RESULTS = (
 """Values of ``turnout_feedback_deferred_total{result}``."""
 
 
+HELD_RESULTS = (
+    "held",
+    "applied",
+    "duplicate",
+    "invalid",
+    "unknown",
+    "expired",
+    "error",
+    "shutdown",
+    "refused_full",
+)
+"""Values of ``turnout_feedback_held_total{result}``."""
+
+
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = r = registry or CollectorRegistry()
@@ -160,6 +174,22 @@ class GatewayMetrics:
             "turnout_redis_data_loss",
             "Times this replica found Redis without its data (epoch gone or changed); flag "
             "overrides are restored, everything else recorded before is gone.",
+            registry=r,
+        )
+        self.feedback_held = Counter(
+            "turnout_feedback_held",
+            "Feedback for requests no replica had recorded yet, by result: held (answered 202), "
+            "then applied, duplicate, invalid, unknown, expired (never recorded), error or "
+            "shutdown; refused_full when the hold was full (answered 503). held = the settled "
+            "results + turnout_feedback_holding.",
+            ["result"],
+            registry=r,
+        )
+        for result in HELD_RESULTS:
+            self.feedback_held.labels(result)
+        self.feedback_holding = Gauge(
+            "turnout_feedback_holding",
+            "Feedback waiting for its request to be recorded by some replica.",
             registry=r,
         )
         self.client_disconnects = Counter(

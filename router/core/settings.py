@@ -195,6 +195,16 @@ class Settings(BaseSettings):
     """Seconds a request's attribution is kept for ``POST /feedback`` (later feedback: 404)."""
     feedback_flush_timeout: float = Field(2.0, gt=0)
     """Seconds ``POST /feedback`` may wait to write the request's still-buffered outcome."""
+    feedback_hold_wait: float = Field(0.5, ge=0)
+    """Seconds ``POST /feedback`` waits for a request no replica has recorded yet (its outcome
+    may wait in another replica's buffer) before holding the feedback and answering 202."""
+    feedback_hold_seconds: float = Field(30.0, gt=0)
+    """How long held feedback waits for its request to be recorded, from the request's time
+    (UUIDv7 request ids carry it) or else from the feedback's arrival; a UUIDv7 id older than
+    this that no replica recorded is unknown (404 at once)."""
+    feedback_hold_max: int = Field(10_000, ge=1)
+    """Most feedbacks a replica holds for requests not recorded yet; past it, 503
+    ``feedback_hold_full``."""
     feedback_queue_size: int = Field(10_000, ge=1)
     """Most feedbacks a replica holds while Redis is unreachable (answered 202 ``queued``, then
     applied exactly once, in order, when Redis is back). Past it ``POST /feedback`` answers 503

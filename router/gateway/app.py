@@ -91,7 +91,7 @@ def create_app(
     bandits = BanditRuntime.from_settings(settings, table, flags, metrics, clock)
     tokens = AdminTokens.from_settings(settings)
     mirror = ShadowMirror(recorder, metrics, settings.shadow_max_in_flight, clock)
-    feedback = FeedbackService.for_recorder(settings, recorder, metrics, clock, bandits)
+    feedback = FeedbackService.for_recorder(settings, recorder, metrics, clock, bandits, table)
     # Rollouts and SRM checks: every replica follows the weights, the lease holder drives.
     rollout_store = None
     if redis_configured(settings):

@@ -16,6 +16,7 @@ from router.core.http import json_response, read_json
 from router.core.metrics import GatewayMetrics
 from router.core.settings import Settings
 from router.recording.feedback import parse_feedback
+from router.recording.feedback_hold import HeldReply
 from router.recording.feedback_service import FeedbackService, Queued
 from router.recording.recorder import Recorder, RedisRecorder
 from router.reports.experiment import BanditLive, build_report
@@ -64,6 +65,9 @@ def outcomes_router(
             raise redis_down(exc) from None
         if isinstance(credit, Queued):
             body = {"status": "queued", "request_id": credit.request_id, "detail": credit.detail}
+            return json_response(body, 202)
+        if isinstance(credit, HeldReply):
+            body = {"status": "held", "request_id": credit.request_id, "detail": credit.detail}
             return json_response(body, 202)
         metrics.feedback.labels(credit.experiment, credit.version or "none").inc()
         return json_response(

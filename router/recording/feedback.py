@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio.client import Pipeline
 
@@ -19,6 +19,18 @@ from router.storage.codec import as_text_dict, dumps, text
 from router.storage.scripts import ACCEPT_FEEDBACK_LUA, Command, KeyTable
 
 FIELDS = frozenset({"request_id", "reward", "label"})
+
+
+class LabelSource(Protocol):
+    """The labels each variant can answer, as JSON text (from its model card, ``/info``)."""
+
+    def labels_of(self, experiment: str, variant: str) -> frozenset[str] | None:
+        """The variant's labels; None when its model server does not say."""
+
+    def known_labels(self) -> frozenset[str] | None:
+        """Every label any routed variant can answer; None when some server does not say."""
+
+
 LABEL_TYPES = (str, int, float, bool)
 
 
@@ -57,6 +69,14 @@ class AppliedBefore(Conflict):
         )
         self.experiment = experiment
         self.version = version
+
+
+def _require_label(label: object, allowed: frozenset[str] | None, who: str) -> None:
+    if allowed is not None and dumps(label) not in allowed:
+        raise InvalidInput(
+            f"'label' must be one of the labels {who} answers: {', '.join(sorted(allowed))}; "
+            f"got {dumps(label)}"
+        )
 
 
 def parse_feedback(body: Any) -> FeedbackInput:
@@ -98,6 +118,7 @@ class FeedbackWriter:
         replicas: int = 0,
         wait_timeout: float = 0.1,
         unreplicated: Callable[[], object] | None = None,
+        labels: LabelSource | None = None,
     ) -> None:
         self.redis = client
         self.stream_maxlen = stream_maxlen
@@ -107,6 +128,7 @@ class FeedbackWriter:
         """Replicas that must have the write before it is acknowledged (``WAIT``)."""
         self.wait_ms = max(1, round(wait_timeout * 1000))
         self.unreplicated = unreplicated
+        self.labels = labels
         self._script = client.register_script(ACCEPT_FEEDBACK_LUA)
 
     async def _apply(self, names: list[str], args: list[str]) -> object:
@@ -121,6 +143,12 @@ class FeedbackWriter:
         if result == "ok" and int(acked) < self.replicas and self.unreplicated is not None:
             self.unreplicated()
         return result
+
+    def check_label(self, feedback: FeedbackInput) -> None:
+        """Before anything is looked up: a label no routed version can answer is a 422."""
+        if feedback.label is None or self.labels is None:
+            return
+        _require_label(feedback.label, self.labels.known_labels(), "any routed version")
 
     async def accept(
         self, feedback: FeedbackInput, now: float, feedback_token: str | None = None
@@ -176,6 +204,10 @@ class FeedbackWriter:
                     f"'label' must be of the served label's type ({served_type}), "
                     f"got {label_type(feedback.label)}"
                 )
+            if self.labels is not None:
+                allowed = self.labels.labels_of(experiment, answered)
+                version = attribution.get("version", answered)
+                _require_label(feedback.label, allowed, f"version {version}")
             correct = dumps(feedback.label) == attribution.get("label")
             reward = 1.0 if correct else 0.0
         else:

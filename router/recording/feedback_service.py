@@ -14,6 +14,9 @@ to drain; what is left is counted as lost.
 
 Every queued feedback ends in exactly one result of ``turnout_feedback_deferred_total``:
 queued = applied + duplicate + unknown + invalid + error + shutdown + ``turnout_feedback_queued``.
+
+Feedback for a request that no replica has recorded yet (Redis answers, but holds no
+attribution) is held, not refused: ``router.recording.feedback_hold``.
 """
 
 from __future__ import annotations
@@ -32,7 +35,14 @@ from router.core import logs
 from router.core.errors import Conflict, InvalidInput, NotFound, Unavailable
 from router.core.metrics import GatewayMetrics
 from router.core.settings import Settings
-from router.recording.feedback import AppliedBefore, Credit, FeedbackInput, FeedbackWriter
+from router.recording.feedback import (
+    AppliedBefore,
+    Credit,
+    FeedbackInput,
+    FeedbackWriter,
+    LabelSource,
+)
+from router.recording.feedback_hold import FeedbackHold, Held, HeldReply
 from router.recording.recorder import Recorder, RedisRecorder
 from router.storage.client import feedback_replicas, is_transient
 from router.storage.retry import drain_within, stop, until_done
@@ -75,6 +85,7 @@ class FeedbackService:
         clock: Callable[[], float],
     ) -> None:
         self.writer = writer
+        self.hold = FeedbackHold(writer, recorder.redis, settings, metrics, clock)
         self.recorder = recorder
         self.settings = settings
         self.metrics = metrics
@@ -96,6 +107,7 @@ class FeedbackService:
         metrics: GatewayMetrics,
         clock: Callable[[], float],
         bandits: BanditRuntime | None = None,
+        labels: LabelSource | None = None,
     ) -> FeedbackService | None:
         """The feedback path of a gateway that records to Redis; None when it does not."""
         if not isinstance(recorder, RedisRecorder):
@@ -108,6 +120,7 @@ class FeedbackService:
             feedback_replicas(settings),
             settings.feedback_wait_timeout,
             metrics.feedback_unreplicated.inc,
+            labels,
         )
         return cls(writer, recorder, settings, metrics, clock)
 
@@ -118,18 +131,32 @@ class FeedbackService:
         return request_id in self._ids
 
     # --- the route ----------------------------------------------------------------------
-    async def accept(self, feedback: FeedbackInput) -> Credit | Queued:
-        """Apply ``feedback`` now, or queue it when Redis cannot be reached. Raises the
-        writer's refusals (404, 409, 422), 503 when the queue is full, and a ``RedisError``
-        that is no connection trouble (Redis refused the script)."""
+    async def accept(self, feedback: FeedbackInput) -> Credit | Queued | HeldReply:
+        """Apply ``feedback`` now, hold it until its request is recorded, or queue it when
+        Redis cannot be reached. Raises the writer's refusals (404, 409, 422), 503 when the
+        queue or the hold is full, and a ``RedisError`` that is no connection trouble (Redis
+        refused the script)."""
         token = self._next_token()
-        if self.holds(feedback.request_id):
+        rid = feedback.request_id
+        self.writer.check_label(feedback)
+        if self.holds(rid):
             # The first feedback sent for a request must be the one that counts.
             return self._put(Deferred(feedback, self.clock(), token), BEHIND)
+        if self.hold.holds(rid):
+            now = self.clock()
+            limit = self.settings.feedback_hold_seconds
+            return self.hold.hold(Held(feedback, now, token, now + limit), behind=True)
         try:
-            await self.recorder.flush_through(feedback.request_id)
-            return await self.writer.accept(feedback, self.clock(), token)
+            await self.recorder.flush_through(rid)
+            try:
+                return await self.writer.accept(feedback, self.clock(), token)
+            except NotFound as exc:
+                if exc.code != "unknown_request":
+                    raise
+                return await self.hold.admit(feedback, token)
         except Unavailable as exc:  # the request's outcome could not be written first
+            if exc.code != "redis_unavailable":
+                raise
             reason = exc.detail
         except RedisError as exc:
             if not is_transient(exc):
@@ -226,12 +253,14 @@ class FeedbackService:
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
+        self.hold.start()
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="turnout-feedback-drain")
 
     async def close(self) -> None:
         """Stop the task, apply what is queued within the recorder's shutdown timeout, count
         the rest (call it before the recorder closes its Redis client)."""
+        await self.hold.close()
         if self._task is not None:
             await stop(self._task)
             self._task = None

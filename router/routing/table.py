@@ -126,6 +126,22 @@ class RouteTable:
             )
         return route
 
+    def labels_of(self, experiment: str, variant: str) -> frozenset[str] | None:
+        """The labels a variant's model server says it answers (JSON text), if it says."""
+        route = self.snapshot.routes.get(experiment)
+        upstream = route.upstreams.get(variant) if route else None
+        return upstream.labels if upstream else None
+
+    def known_labels(self) -> frozenset[str] | None:
+        """Every label a routed variant answers; None if any server does not say."""
+        known: set[str] = set()
+        for route in self.snapshot.routes.values():
+            for upstream in route.upstreams.values():
+                if upstream.labels is None:
+                    return None
+                known |= upstream.labels
+        return frozenset(known)
+
     # --- reading --------------------------------------------------------------------------
     def _scan_here(self) -> dict[Path, LoadedExperiment | ConfigError]:
         return scan_directory(self.directory, self.allowed_hosts, self.reading.max_bytes)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import aiohttp
+import orjson
 
 from router.core import logs
 from router.upstream.pool import Upstream, UpstreamPool
@@ -28,12 +29,38 @@ async def check_ready(upstream: Upstream, limit_seconds: float, misses: int = 1)
     if ok is None:
         upstream.passive = True
         return None
+    if ok and not upstream.info_checked:
+        await learn_labels(upstream, limit_seconds)
     upstream.health_misses = 0 if ok else upstream.health_misses + 1
     healthy = True if ok else (False if upstream.health_misses >= misses else upstream.healthy)
     if healthy != upstream.healthy:
         logs.event(log, "upstream_health", url=upstream.url, healthy=healthy)
     upstream.healthy = healthy
     return ok
+
+
+async def learn_labels(upstream: Upstream, limit_seconds: float) -> None:
+    """The labels a ready Turnout worker answers, from its model card at ``/info``: ``classes``
+    (what the card says the model answers), else ``label_names`` (labels 0..n-1). Other
+    protocols, and a server with no such card, leave them unknown (feedback labels are then
+    only type-checked)."""
+    if upstream.protocol != "turnout":
+        upstream.info_checked = True
+        return
+    try:
+        status, body = await upstream.get("/info", limit_seconds)
+        card = orjson.loads(body) if status == 200 else None
+    except (aiohttp.ClientError, TimeoutError, OSError, orjson.JSONDecodeError):
+        return  # asked again at the next check
+    upstream.info_checked = True
+    if not isinstance(card, dict):
+        return
+    classes = card.get("classes")
+    names = card.get("label_names")
+    if isinstance(classes, list) and classes:
+        upstream.labels = frozenset(orjson.dumps(label).decode() for label in classes)
+    elif isinstance(names, list) and names:
+        upstream.labels = frozenset(str(i) for i in range(len(names)))
 
 
 async def check_all(pool: UpstreamPool, interval: float, misses: int = 1) -> None:

@@ -91,6 +91,10 @@ class Upstream:
         """No readiness route: only the breaker says whether it can answer."""
         self.health_misses = 0
         """Failed ``/readyz`` checks in a row."""
+        self.labels: frozenset[str] | None = None
+        """The labels the model server answers (JSON text), from its ``/info`` card; None
+        until known, or when it does not say."""
+        self.info_checked = False
         connector = aiohttp.TCPConnector(
             limit=timeouts.pool_size, keepalive_timeout=30, enable_cleanup_closed=True
         )

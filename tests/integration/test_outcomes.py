@@ -24,6 +24,7 @@ from model_workers.train import load_dataset
 from router.cli import app as cli
 from router.core.metrics import LATENCY_BUCKETS
 from router.core.settings import Settings
+from router.hashing.turnout import turnout_unit
 from router.local.processes import free_port, poll_until
 from router.local.redis_server import EmbeddedRedis, RedisTopology
 from router.reports.stats import (
@@ -38,6 +39,11 @@ from tests.conftest import write_experiment as write
 
 RUN = uuid.uuid4().hex[:6]
 MAIN, SKEW, FALLBACK = f"main-{RUN}", f"skew-{RUN}", f"fallback-{RUN}"
+# The sticky salt defaults to the experiment's name, which is new each run: the users' split
+# would then be a fresh random draw per run, and a fair one would fail the SRM check (alpha
+# 0.001) about one run in a thousand. A fixed salt makes the split a fixed, known one.
+SALT = "outcomes-fixed-salt"
+STICKY = f"{{key: user_id, salt: {SALT}}}"
 FAST = {"TURNOUT_RECORDING_FLUSH_INTERVAL": "0.05", "TURNOUT_ACCESS_LOG": "false"}
 # The issue's drill is 10 s; the default keeps the suite short. CI may set it to 10.
 OUTAGE_SECONDS = float(os.environ.get("TURNOUT_TEST_OUTAGE_SECONDS", "4"))
@@ -58,10 +64,8 @@ def replicas(
     """Two gateways on one Redis and one folder of three experiments (one model each)."""
     folder = tmp_path_factory.mktemp("experiments")
     weights = {"v1": 50, "v2": 50}
-    write(folder, canary_yaml(workers, weights, name=MAIN, sticky="user_id"), "main.yaml")
-    write(
-        folder, canary_yaml(workers, weights, name=SKEW, model="skew", sticky="user_id"), "s.yaml"
-    )
+    write(folder, canary_yaml(workers, weights, name=MAIN, sticky=STICKY), "main.yaml")
+    write(folder, canary_yaml(workers, weights, name=SKEW, model="skew", sticky=STICKY), "s.yaml")
     dead = {"v1": workers["v1"], "v2": f"http://127.0.0.1:{free_port()}"}
     write(folder, canary_yaml(dead, weights, name=FALLBACK, model="fallback"), "fallback.yaml")
     env = {**redis_server.env, "TURNOUT_SEED": "5", **FAST}
@@ -174,6 +178,9 @@ def test_report_matches_traffic_offline_accuracy_and_a_recomputation_from_redis(
         k: v for k, v in rep.items() if k != "generated_at"
     }
     assigned = Counter(r["variant"] for r in served)
+    # The split is a pure function of the keys and the salt, under load or not.
+    offline = Counter("v1" if turnout_unit(SALT, b["user_id"]) < 0.5 else "v2" for b in bodies)
+    assert assigned == offline == Counter({"v1": 75, "v2": 85})
     assert rep["totals"]["assigned"] == len(bodies) == rep["totals"]["feedback"]
     assert rep["totals"]["errors"] == 0
     for variant in ("v1", "v2"):
@@ -289,6 +296,8 @@ def check_cli(gateway: Gateway, rep: dict[str, Any]) -> None:
 # --- feedback -----------------------------------------------------------------------------
 
 
+STALE_ID = "0000000003e87000" + "8" + "0" * 15
+"""A UUIDv7 made in 1970: had any replica served it, it would be recorded by now."""
 BAD = [
     ("body not an object", ["x"], 422),
     ("missing id", {"reward": 1}, 422),
@@ -301,7 +310,10 @@ BAD = [
     ("label of the wrong type (bool for int)", {"request_id": "ID", "label": True}, 422),
     ("label of the wrong type (float for int)", {"request_id": "ID", "label": 1.0}, 422),
     ("label a list", {"request_id": "ID", "label": [1]}, 422),
-    ("unknown id", {"request_id": "never-served", "reward": 1}, 404),
+    ("label the model never answers (7)", {"request_id": "ID", "label": 7}, 422),
+    ("label the model never answers (-1)", {"request_id": "ID", "label": -1}, 422),
+    ("label the model never answers (10**18)", {"request_id": "ID", "label": 10**18}, 422),
+    ("unknown id, made long ago", {"request_id": STALE_ID, "reward": 1}, 404),
 ]
 
 
@@ -317,6 +329,10 @@ def test_feedback_refusals_exactly_once_and_any_replica(
         r = feedback(a, body)
         assert r.status_code == status, (case, r.text)
         assert set(r.json()) == {"error", "detail"}, case
+        if "never answers" in case:
+            assert (
+                "one of the labels version" in r.json()["detail"] and "0, 1" in r.json()["detail"]
+            )
     bad_json = httpx.post(
         f"{a.url}/feedback", content=b"{", headers={"content-type": "application/json"}
     )

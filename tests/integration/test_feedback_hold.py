@@ -1,0 +1,113 @@
+"""Feedback sent to a replica before the serving one flushed: held, never lost, exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from router.local.processes import poll_until
+from router.local.redis_server import EmbeddedRedis
+from router.storage import keys
+from tests.conftest import Gateway, GatewayFactory, WorkerFactory, canary_yaml, write_experiment
+
+NAME = f"hold-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    start_worker: WorkerFactory,
+    start_gateway: GatewayFactory,
+    redis_server: EmbeddedRedis,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Gateway, Gateway]:
+    """A serves and flushes once a second; B takes the feedback."""
+    workers = {v: start_worker(v).url for v in ("v1", "v2")}
+    folder = tmp_path_factory.mktemp("experiments")
+    write_experiment(folder, canary_yaml(workers, {"v1": 50, "v2": 50}, name=NAME))
+    env = {"TURNOUT_REDIS_URL": redis_server.url, "TURNOUT_FEEDBACK_HOLD_SECONDS": "3"}
+    slow = start_gateway(folder, TURNOUT_RECORDING_FLUSH_INTERVAL="1.0", **env)
+    return slow, start_gateway(folder, TURNOUT_RECORDING_FLUSH_INTERVAL="0.05", **env)
+
+
+def held(gateway: Gateway) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(httpx.get(f"{gateway.url}/metrics").text):
+        for sample in family.samples:
+            if sample.name == "turnout_feedback_held_total":
+                out[sample.labels["result"]] = sample.value
+            elif sample.name == "turnout_feedback_holding":
+                out["holding"] = sample.value
+    settled = sum(v for k, v in out.items() if k not in ("held", "holding", "refused_full"))
+    assert out["held"] == settled + out["holding"], out
+    return out
+
+
+async def predict_then_feedback(a: str, b: str, count: int, delay: float) -> list[dict[str, Any]]:
+    async with aiohttp.ClientSession() as session:
+
+        async def one(i: int) -> dict[str, Any]:
+            body = {"text": f"tweet {i}", "user_id": f"user-{i}"}
+            async with session.post(f"{a}/predict", json=body) as r:
+                rid = (await r.json())["request_id"]
+            await asyncio.sleep(delay)
+            async with session.post(f"{b}/feedback", json={"request_id": rid, "reward": 1}) as r:
+                return {**(await r.json()), "request_id": rid, "http": r.status}
+
+        return await asyncio.gather(*(one(i) for i in range(count)))
+
+
+def credited(server: EmbeddedRedis) -> int:
+    client = server.client()
+    return sum(int(client.hget(keys.counters(NAME, v), keys.FEEDBACK_N) or 0) for v in ("v1", "v2"))
+
+
+def test_feedback_to_another_replica_at_once_is_never_lost(
+    replicas: tuple[Gateway, Gateway], redis_server: EmbeddedRedis
+) -> None:
+    a, b = replicas
+    results = asyncio.run(predict_then_feedback(a.url, b.url, 100, 0.0))
+    statuses = Counter(r["http"] for r in results)
+    print(f"feedback to the other replica at 0 ms: {dict(statuses)}")
+    assert set(statuses) <= {200, 202}, [r for r in results if r["http"] not in (200, 202)]
+    assert statuses[202] > 0  # A flushes once a second: most were not recorded yet
+    assert all(r["status"] == "held" for r in results if r["http"] == 202)
+    poll_until(lambda: held(b)["holding"] == 0, 15, what="the held feedback to be applied")
+    assert held(b)["applied"] == statuses[202]
+    assert credited(redis_server) == 100  # 0 lost, none twice
+
+
+def test_held_feedback_counts_duplicates_and_ids_never_recorded(
+    replicas: tuple[Gateway, Gateway],
+) -> None:
+    a, b = replicas
+    before = held(b)
+    rid = httpx.post(f"{a.url}/predict", json={"text": "twice"}).json()["request_id"]
+    first = httpx.post(f"{b.url}/feedback", json={"request_id": rid, "reward": 1})
+    second = httpx.post(f"{b.url}/feedback", json={"request_id": rid, "reward": 0})
+    assert (first.status_code, second.status_code) == (202, 202), (first.text, second.text)
+    assert "earlier feedback for this request is held" in second.json()["detail"]
+    never = httpx.post(f"{b.url}/feedback", json={"request_id": "typo-id", "reward": 1})
+    assert never.status_code == 202
+    poll_until(lambda: held(b)["holding"] == 0, 15, what="everything held to settle")
+    after = held(b)
+    assert after["applied"] - before["applied"] == 1
+    assert after["duplicate"] - before["duplicate"] == 1
+    assert after["expired"] - before["expired"] == 1
+    assert "held_feedback_not_applied" in b.process.output()
+
+
+def test_a_label_no_version_answers_is_refused_before_it_is_held(
+    replicas: tuple[Gateway, Gateway], tmp_path: Path
+) -> None:
+    a, b = replicas
+    rid = httpx.post(f"{a.url}/predict", json={"text": "label"}).json()["request_id"]
+    r = httpx.post(f"{b.url}/feedback", json={"request_id": rid, "label": 7})
+    assert r.status_code == 422 and "0, 1" in r.json()["detail"]
