@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test lint fmt typecheck unit train bench clean
+.PHONY: run test chaos lint fmt typecheck unit train bench soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ typecheck: $(STAMP)
 test: lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The adversarial campaign of issue 14 as tests: real processes, bounded load, one figure each.
+chaos: $(STAMP)
+	$(BIN)/python -m pytest tests/chaos -m chaos -s $(PYTEST_ARGS)
+
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
@@ -52,6 +56,11 @@ bench: train
 	$(BIN)/python -m benchmarks.protocols
 	$(BIN)/python -m benchmarks.capacity
 	$(BIN)/python -m benchmarks.failover
+	$(BIN)/python -m benchmarks.soak
+
+# Ten minutes of load with reloads and Redis blips: RSS drift and the events identity.
+soak: train
+	$(BIN)/python -m benchmarks.soak
 
 clean:
 	rm -rf $(VENV) models .mypy_cache .ruff_cache

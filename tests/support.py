@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import select
 import socket
+import sys
+from pathlib import Path
 from urllib.parse import urlsplit
+
+import psutil
+import redis
+
+from router.local.processes import ManagedProcess, free_port, poll_until
+from tests.conftest import canary_yaml, write_experiment
+
+TOKEN = "stack-ops-token-0123456789"
 
 
 def assert_streamed_oversize_refused(base_url: str, path: str, limit: int = 1_048_576) -> None:
@@ -38,3 +49,57 @@ def assert_streamed_oversize_refused(base_url: str, path: str, limit: int = 1_04
                 response = b""
     assert response.startswith(b"HTTP/1.1 413"), response[:200]
     assert sent < total, "the server read the whole oversize body before refusing it"
+
+
+class LocalStack:
+    """``turnout up`` in a folder of its own: two workers (v1, v2) behind a 50/50 canary, an
+    embedded Redis, free ports everywhere, an admin token (``TOKEN``)."""
+
+    def __init__(self, root: Path, models_dir: Path, **env: str) -> None:
+        self.root = root
+        self.ports = {v: free_port() for v in ("v1", "v2")}
+        workers = {v: f"http://127.0.0.1:{p}" for v, p in self.ports.items()}
+        write_experiment(root / "experiments", canary_yaml(workers, {"v1": 50, "v2": 50}))
+        self.state = root / "state"
+        self.port = free_port()
+        self.redis_port = free_port()
+        self.env = {
+            "TURNOUT_MODELS_DIR": str(models_dir),
+            "TURNOUT_EXPERIMENTS_DIR": str(root / "experiments"),
+            "TURNOUT_STATE_DIR": str(self.state),
+            "TURNOUT_PORT": str(self.port),
+            "TURNOUT_REDIS_PORT": str(self.redis_port),
+            "TURNOUT_HEALTH_INTERVAL": "0.5",
+            "TURNOUT_RECORDING_FLUSH_INTERVAL": "0.05",
+            "TURNOUT_FLAGS_REFRESH_INTERVAL": "0.5",
+            "TURNOUT_STACK_RESTART_BACKOFF": "0.2",
+            "TURNOUT_ADMIN_TOKENS": json.dumps({"ops": TOKEN}),
+            "COLUMNS": "200",
+            **env,
+        }
+        self.process = ManagedProcess(
+            "turnout up",
+            [sys.executable, "-m", "router", "up"],
+            env=self.env,
+            log_path=root / "up.log",
+        ).start()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self) -> None:
+        ready = f"gateway ready at {self.url}"
+        poll_until(
+            lambda: ready in self.output() or not self.process.alive(), 120, what="the stack"
+        )
+        assert self.process.alive(), self.output()
+
+    def output(self) -> str:
+        return self.process.output()
+
+    def child(self, needle: str) -> psutil.Process:
+        for proc in psutil.Process(self.process.pid).children(recursive=True):
+            if needle in " ".join(proc.cmdline()):
+                return proc
+        raise AssertionError(f"no child running {needle!r}")
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis(port=self.redis_port, decode_responses=True)

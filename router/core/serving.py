@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from router.core.errors import RequestTimeout
 from router.core.settings import Settings
@@ -59,6 +59,8 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
 
     class GuardedHttpProtocol(HttpToolsProtocol):
         head_timer: TimerHandle | None = None
+        open_cycles: list[RequestResponseCycle] | None = None
+        """Every request of this connection not answered yet, pipelined ones included."""
 
         def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
             if len(self.connections) >= limits.max_connections:
@@ -87,9 +89,20 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
         def on_headers_complete(self) -> None:
             self._cancel_head_timer()
             super().on_headers_complete()
+            if self.cycle is not None:
+                pending = [c for c in self.open_cycles or [] if not c.response_complete]
+                self.open_cycles = [*pending, self.cycle]
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel_head_timer()
+            # uvicorn marks only the last request it parsed as disconnected; with pipelining
+            # the one still running would then write to a closed socket (an error and a
+            # traceback per client that hangs up early).
+            for cycle in self.open_cycles or []:
+                if not cycle.response_complete:
+                    cycle.disconnected = True
+                    cycle.message_event.set()
+            self.open_cycles = None
             super().connection_lost(exc)
 
         def send_400_response(self, msg: str) -> None:

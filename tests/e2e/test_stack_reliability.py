@@ -17,70 +17,18 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-import redis
 
 from router.local.processes import ManagedProcess, free_port, http_ok, poll_until
 from router.storage import keys
 from tests.conftest import canary_yaml, write_experiment
-
-TOKEN = "stack-ops-token-0123456789"
-
-
-class Stack:
-    def __init__(self, root: Path, models_dir: Path, **env: str) -> None:
-        self.ports = {v: free_port() for v in ("v1", "v2")}
-        workers = {v: f"http://127.0.0.1:{p}" for v, p in self.ports.items()}
-        write_experiment(root / "experiments", canary_yaml(workers, {"v1": 50, "v2": 50}))
-        self.state = root / "state"
-        self.port = free_port()
-        self.redis_port = free_port()
-        self.env = {
-            "TURNOUT_MODELS_DIR": str(models_dir),
-            "TURNOUT_EXPERIMENTS_DIR": str(root / "experiments"),
-            "TURNOUT_STATE_DIR": str(self.state),
-            "TURNOUT_PORT": str(self.port),
-            "TURNOUT_REDIS_PORT": str(self.redis_port),
-            "TURNOUT_HEALTH_INTERVAL": "0.5",
-            "TURNOUT_RECORDING_FLUSH_INTERVAL": "0.05",
-            "TURNOUT_FLAGS_REFRESH_INTERVAL": "0.5",
-            "TURNOUT_STACK_RESTART_BACKOFF": "0.2",
-            "TURNOUT_ADMIN_TOKENS": json.dumps({"ops": TOKEN}),
-            "COLUMNS": "200",
-            **env,
-        }
-        self.process = ManagedProcess(
-            "turnout up",
-            [sys.executable, "-m", "router", "up"],
-            env=self.env,
-            log_path=root / "up.log",
-        ).start()
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self) -> None:
-        ready = f"gateway ready at {self.url}"
-        poll_until(
-            lambda: ready in self.output() or not self.process.alive(), 120, what="the stack"
-        )
-        assert self.process.alive(), self.output()
-
-    def output(self) -> str:
-        return self.process.output()
-
-    def child(self, needle: str) -> psutil.Process:
-        for proc in psutil.Process(self.process.pid).children(recursive=True):
-            if needle in " ".join(proc.cmdline()):
-                return proc
-        raise AssertionError(f"no child running {needle!r}")
-
-    def redis(self) -> redis.Redis:
-        return redis.Redis(port=self.redis_port, decode_responses=True)
+from tests.support import TOKEN, LocalStack
 
 
 @pytest.fixture
-def stack_factory(tmp_path: Path, models_dir: Path) -> Iterator[type[Stack]]:
-    started: list[Stack] = []
+def stack_factory(tmp_path: Path, models_dir: Path) -> Iterator[type[LocalStack]]:
+    started: list[LocalStack] = []
 
-    class Started(Stack):
+    class Started(LocalStack):
         def __init__(self, **env: str) -> None:
             super().__init__(tmp_path / f"stack{len(started)}", models_dir, **env)
             started.append(self)
@@ -94,7 +42,9 @@ def predict(url: str, user: str) -> httpx.Response:
     return httpx.post(f"{url}/predict", json={"text": "hello", "user_id": user}, timeout=10)
 
 
-def test_salt_join_and_restarts_lose_nothing(stack_factory: type[Stack], tmp_path: Path) -> None:
+def test_salt_join_and_restarts_lose_nothing(
+    stack_factory: type[LocalStack], tmp_path: Path
+) -> None:
     stack = stack_factory()
     stack.wait_ready()
 
@@ -182,7 +132,7 @@ def test_salt_join_and_restarts_lose_nothing(stack_factory: type[Stack], tmp_pat
 
 
 def test_a_child_that_keeps_exiting_stops_the_stack_with_a_clear_message(
-    stack_factory: type[Stack],
+    stack_factory: type[LocalStack],
 ) -> None:
     stack = stack_factory(TURNOUT_STACK_RESTART_LIMIT="0")
     stack.wait_ready()
