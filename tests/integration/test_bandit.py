@@ -391,11 +391,12 @@ def test_replayed_tweets_move_traffic_to_the_most_accurate_version(
     1,500 on average: in 20,000 simulated Bernoulli runs (0.889 vs 0.667, Beta(1, 1) priors,
     posteriors refreshed every 30 pulls) it was pulled more than 300 times in none, so the
     bound asserted (750) fails with a probability well below 1e-4."""
-    weak = load_dataset(Settings().dataset, limit=WEAK_ROWS)
-    train(RECIPES["v3"], "v0", weak, models_dir)
+    weak_dir = tmp_path_factory.mktemp("weak-models")  # not the shared registry of the run
+    train(RECIPES["v3"], "v0", load_dataset(Settings().dataset, limit=WEAK_ROWS), weak_dir)
     name = f"replay-{RUN}"
     folder = tmp_path_factory.mktemp("bandit-replay")
-    arms = {"v1": workers["v1"], "v0": start_worker("v0").url}
+    weak = start_worker("v0", TURNOUT_MODELS_DIR=str(weak_dir))
+    arms = {"v1": workers["v1"], "v0": weak.url}
     write(folder, bandit_yaml(name, "profanity", arms, ["v1", "v0"]), "replay.yaml")
     gateway = start_gateway(folder, **redis_server.env, **ENV)
     # Tweets the test models were not trained on (they saw the first SAMPLE_ROWS rows).
@@ -413,8 +414,8 @@ def test_replayed_tweets_move_traffic_to_the_most_accurate_version(
     section = report(gateway, name)
     texts, truth = rows.texts[SAMPLE_ROWS:], rows.labels[SAMPLE_ROWS:]
     offline = {}
-    for version in ("v1", "v0"):
-        answers = registry.load(models_dir, "profanity", version).outputs(texts)
+    for version, root in (("v1", models_dir), ("v0", weak_dir)):
+        answers = registry.load(root, "profanity", version).outputs(texts)
         offline[version] = sum(a["label"] == t for a, t in zip(answers, truth, strict=True)) / 1500
     arms_now = {a["arm"]: a for a in section["bandit"]["arms"]}
     pulls = {arm: arms_now[arm]["pulls"] for arm in arms_now}

@@ -172,7 +172,7 @@ arm_data = st.tuples(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(control=arm_data, treatment=arm_data)
 def test_every_experiment_report_interval_holds_its_estimate_strictly_inside(
     control: tuple[list[float], list[bool], list[bool], list[bool]],
@@ -187,7 +187,7 @@ def test_every_experiment_report_interval_holds_its_estimate_strictly_inside(
         assert lo < estimate < hi, (where, estimate, lo, hi)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     successes=st.tuples(st.integers(1, 10_000), st.integers(1, 10_000)),
     failures=st.tuples(st.integers(1, 10_000), st.integers(1, 10_000)),
@@ -204,7 +204,7 @@ def test_every_bandit_interval_holds_its_posterior_mean_strictly_inside(
         assert lo < estimate < hi, (where, estimate, lo, hi)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(agree=varied(st.booleans()), deltas=varied(signed))
 def test_every_shadow_report_interval_holds_its_estimate_strictly_inside(
     agree: list[bool], deltas: list[float]
@@ -220,13 +220,23 @@ def test_every_shadow_report_interval_holds_its_estimate_strictly_inside(
 # --- coverage: a 95% interval covers the truth about 95% of the time ------------------------
 
 REPLICATES = 2000
-COVERAGE_BAND = (0.93, 0.97)
-"""95% +- ~3 Monte Carlo standard errors (sqrt(.95 x .05 / 2000) = 0.0049)."""
 
 
-def coverage(trial: Callable[[np.random.Generator], bool], seed: int) -> float:
+def band(replicates: int = REPLICATES) -> tuple[float, float]:
+    """95% +- 3.5 Monte Carlo standard errors (0.017 at 2,000 replicates): a 95% interval
+    whose true coverage were 92% or 98% would fail."""
+    half = 3.5 * math.sqrt(0.95 * 0.05 / replicates)
+    return 0.95 - half, 0.95 + half
+
+
+COVERAGE_BAND = band()
+
+
+def coverage(
+    trial: Callable[[np.random.Generator], bool], seed: int, replicates: int = REPLICATES
+) -> float:
     rng = np.random.default_rng(seed)
-    return sum(trial(rng) for _ in range(REPLICATES)) / REPLICATES
+    return sum(trial(rng) for _ in range(replicates)) / replicates
 
 
 def covers(interval: list[float], truth: float) -> bool:
@@ -335,6 +345,8 @@ def test_coverage_of_the_bandit_credible_interval_under_its_prior() -> None:
         arm = build_report(BANDIT, "cv", recorded, 0.0)["bandit"]["arms"][0]
         return covers(arm["interval"], p)
 
-    got = coverage(trial, seed=6)
+    replicates = 1000  # each report computes Thompson probabilities by quadrature
+    got = coverage(trial, seed=6, replicates=replicates)
     print(f"Beta credible interval, Beta(1, 1) prior, n={n}: coverage {got:.3f}")
-    assert COVERAGE_BAND[0] <= got <= COVERAGE_BAND[1]
+    low, high = band(replicates)
+    assert low <= got <= high
