@@ -203,7 +203,10 @@ def test_good_candidate_on_two_replicas_is_promoted_with_one_transition_per_step
     error_gate = next(g for g in advance["gates"] if g["gate"] == "error_rate")
     assert error_gate["verdict"] == "pass" and error_gate["n"]["candidate"] >= 100
     assert len(error_gate["interval"]) == 2
-    assert any(e["action"] == "promote" for e in events)  # the file was rewritten, audited
+    # The file is rewritten, reloaded and audited after the state says promoted: wait for it.
+    poll_until(
+        lambda: any(e["action"] == "promote" for e in audit(env, name)), 15, what="the promotion"
+    )
     text_now = (a.experiments_dir / f"{name}.yaml").read_text()
     assert "blue_green" in text_now and "rollout" not in text_now.split("\n", 3)[-1]
     for url in (a.url, b.url):

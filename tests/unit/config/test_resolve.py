@@ -127,3 +127,34 @@ def test_a_file_over_the_size_cap_is_refused_before_it_is_read(tmp_path: Path) -
     assert isinstance(scan[huge], ConfigError)
     assert isinstance(scan[tmp_path / "ok.yaml"], LoadedExperiment)
     os.unlink(huge)
+
+
+def test_a_folder_read_in_a_child_process_is_read_as_in_this_one(tmp_path: Path) -> None:
+    from router.config.isolated import scan_isolated_sync
+
+    rollout = (
+        "rollout:\n  candidate: v2\n  steps: [10, 50, 100]\n  interval: 10m\n"
+        "  max_interval: 1h\n  gates:\n    - {metric: reward, max_decrease: 0.01, "
+        "label_delay: 500ms}\n"
+    )
+    sticky = text("a", "m1").replace(
+        "policy: {kind: canary,", "policy: {kind: canary, sticky: user_id,"
+    )
+    (tmp_path / "a.yaml").write_text(sticky + rollout)
+    (tmp_path / "b.yaml").write_text(
+        text("b", "m2").replace("control: v1", "control: v2") + "fallback: [v1]\n"
+    )
+    (tmp_path / "c.yaml").write_text("name: [\n")
+    here = scan_directory(tmp_path, ALLOWED)
+    there = scan_isolated_sync(tmp_path, ALLOWED, 1_048_576, 60.0)
+    assert set(here) == set(there)
+    for path, item in here.items():
+        other = there[path]
+        if isinstance(item, ConfigError):
+            assert isinstance(other, ConfigError) and other.detail == item.detail
+        else:
+            assert isinstance(other, LoadedExperiment)
+            assert other.experiment == item.experiment
+            assert (other.config_version, other.content) == (item.config_version, item.content)
+    with pytest.raises(ConfigError, match="experiments folder not found"):
+        scan_isolated_sync(tmp_path / "missing", ALLOWED, 1_048_576, 60.0)
