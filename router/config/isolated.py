@@ -3,8 +3,9 @@
 YAML is parsed in pure Python: a 1 MiB file takes seconds and its objects hundreds of MB. In a
 child, a file like that stalls neither the gateway's event loop (no shared interpreter lock)
 nor keeps its memory (the child exits), and a parse that runs past ``timeout`` is killed. The
-child sends back what ``scan_directory`` returned, pickled: our own code on both ends of a pipe
-of our own, and the only encoding that keeps every field as it was validated.
+child validates every file and sends back, pickled (our own code on both ends of a pipe of our
+own), each refusal, or each valid file's YAML data (plain values) and text; the parent builds
+the experiments from that data again, which is cheap: no YAML is parsed on its side.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import pickle
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
+import yaml
 
-from router.config.loader import LoadedExperiment, Scan, scan_directory
+from router.config.loader import LoadedExperiment, experiment_from_data, scan_directory
 from router.core.errors import ConfigError
 
 
@@ -35,14 +38,28 @@ def _request(directory: Path, allowed_hosts: list[str] | None, max_bytes: int) -
     )
 
 
-def _decode(raw: bytes) -> dict[Path, LoadedExperiment | ConfigError]:
+Reply = dict[Path, tuple[Any, str] | str] | str
+"""Per file (YAML data, text) or a refusal; or the folder's own refusal."""
+
+
+def _decode(
+    raw: bytes, allowed_hosts: list[str] | None
+) -> dict[Path, LoadedExperiment | ConfigError]:
     try:
-        reply = pickle.loads(raw)  # noqa: S301 (our own child process, on a pipe of our own)
+        reply: Reply = pickle.loads(raw)  # noqa: S301 (our own child process, our own pipe)
     except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as exc:
         raise ScanFailed(f"unreadable reply from the child: {exc}") from None
-    if isinstance(reply, ConfigError):
-        raise reply
-    scan: dict[Path, LoadedExperiment | ConfigError] = reply
+    if isinstance(reply, str):
+        raise ConfigError(reply)
+    scan: dict[Path, LoadedExperiment | ConfigError] = {}
+    for path, item in reply.items():
+        if isinstance(item, str):
+            scan[path] = ConfigError(item)
+        else:
+            try:
+                scan[path] = experiment_from_data(item[0], item[1], path, allowed_hosts)
+            except ConfigError as exc:
+                scan[path] = exc
     return scan
 
 
@@ -70,7 +87,7 @@ async def scan_isolated(
         raise
     if proc.returncode != 0:
         raise ScanFailed(f"the reader exited with {proc.returncode}: {err.decode()[-500:]}")
-    return _decode(out)
+    return _decode(out, allowed_hosts)
 
 
 def scan_isolated_sync(
@@ -89,18 +106,25 @@ def scan_isolated_sync(
         raise ScanFailed(f"reading {directory} took longer than {limit_seconds:g}s") from None
     if done.returncode != 0:
         raise ScanFailed(f"the reader exited with {done.returncode}: {done.stderr.decode()[-500:]}")
-    return _decode(done.stdout)
+    return _decode(done.stdout, allowed_hosts)
 
 
 def main() -> None:
     request = orjson.loads(sys.stdin.buffer.read())
-    reply: Scan | ConfigError
+    reply: Reply
     try:
-        reply = scan_directory(
+        scan = scan_directory(
             Path(request["directory"]), request["allowed_hosts"], request["max_bytes"]
         )
     except ConfigError as exc:
-        reply = exc
+        reply = exc.detail
+    else:
+        reply = {
+            path: item.detail
+            if isinstance(item, ConfigError)
+            else (yaml.safe_load(item.content), item.content)
+            for path, item in scan.items()
+        }
     sys.stdout.buffer.write(pickle.dumps(reply))
 
 

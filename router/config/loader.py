@@ -75,6 +75,20 @@ def _line_of(node: yaml.Node | None, loc: Iterable[Any]) -> int | None:
     return line
 
 
+def experiment_from_data(
+    data: Any, text: str, path: Path, allowed_hosts: list[str] | None = None
+) -> LoadedExperiment:
+    """The experiment of a file already parsed and validated elsewhere (its YAML ``data``);
+    a refusal here names the file only (``parse_experiment`` gives the line)."""
+    try:
+        experiment = Experiment.model_validate(data, context={"allowed_hosts": allowed_hosts})
+    except ValidationError as exc:
+        raise ConfigError(
+            f"{path}: {exc.error_count()} errors; read it again for the lines"
+        ) from None
+    return LoadedExperiment(experiment, path, config_version(text.encode()), text)
+
+
 def parse_experiment(
     text: str, path: Path, allowed_hosts: list[str] | None = None
 ) -> LoadedExperiment:
