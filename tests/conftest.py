@@ -19,6 +19,16 @@ from router.local.redis_server import EmbeddedCluster, EmbeddedRedis, RedisTopol
 SAMPLE_ROWS = 4000
 
 
+@pytest.fixture(autouse=True)
+def own_state_folder(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every test's in-process settings (and the processes it starts without saying otherwise)
+    get a state folder of their own: never the developer's .turnout/, nor another test's
+    last-good files, salt or flags."""
+    monkeypatch.setenv("TURNOUT_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
 def requires_ci_tool(found: bool, tool: str) -> None:
     """Skip on a laptop without ``tool``; never skip in CI."""
     if not found:

@@ -11,8 +11,9 @@ path                  holds
                       across runs so users keep their hashes; every replica of the stack uses it
 ``last-good/``        the last version of each experiment file that loaded (one folder per
                       experiments folder), served by a fresh gateway when the file is refused
-``flags.json``        the last flag overrides a gateway saw, with the Redis epoch they belong
-                      to: restored if Redis comes back without its data
+``flags.json``        the last flag overrides a gateway saw, with the Redis (a hash of its URL)
+                      and the epoch they belong to: restored if that Redis comes back without
+                      its data
 ``redis/``            the embedded Redis's append-only file (fsync every second) and its log
 ``logs/``             one log file per process of the local stack
 ====================  ==========================================================================
@@ -135,13 +136,18 @@ class StateFolder:
     def flags_file(self) -> Path:
         return self.root / "flags.json"
 
-    def save_flags(self, epoch: str, overrides: dict[str, dict[str, Any]]) -> None:
-        data = orjson.dumps({"epoch": epoch, "overrides": overrides})
+    def save_flags(self, redis_url: str, epoch: str, overrides: dict[str, dict[str, Any]]) -> None:
+        """The last known overrides of the dataset ``epoch`` of the Redis at ``redis_url``
+        (kept as a hash: a URL may hold a password)."""
+        data = orjson.dumps({"redis": _url_key(redis_url), "epoch": epoch, "overrides": overrides})
         self._best_effort("save_flags", lambda: write_atomically(self.flags_file, data))
 
-    def read_flags(self) -> tuple[str, dict[str, dict[str, Any]]] | None:
+    def read_flags(self, redis_url: str) -> tuple[str, dict[str, dict[str, Any]]] | None:
+        """What ``save_flags`` kept for this Redis; None for another Redis, or none kept."""
         data = self._read_json(self.flags_file)
         if not isinstance(data, dict) or not isinstance(data.get("overrides"), dict):
+            return None
+        if data.get("redis") != _url_key(redis_url):
             return None
         return str(data.get("epoch", "")), data["overrides"]
 
@@ -157,6 +163,10 @@ class StateFolder:
             action()
         except OSError as exc:
             logs.event(log, "state_write_failed", logging.WARNING, what=what, reason=str(exc))
+
+
+def _url_key(redis_url: str) -> str:
+    return hashlib.sha256(redis_url.encode()).hexdigest()[:16]
 
 
 def join_local_stack(settings: Settings) -> Settings:

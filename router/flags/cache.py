@@ -47,6 +47,7 @@ class FlagCache:
         metrics: GatewayMetrics | None = None,
         clock: Callable[[], float] = time.time,
         state: StateFolder | None = None,
+        redis_url: str = "",
     ) -> None:
         self.store = store
         self.defaults = defaults
@@ -54,9 +55,11 @@ class FlagCache:
         self.metrics = metrics
         self.clock = clock
         self.state = state
+        self.redis_url = redis_url
+        """The Redis the flags live in: the state folder keeps flags per Redis."""
         self.epoch: str | None = None
         """The Redis dataset these flags came from (None until the first refresh)."""
-        saved = state.read_flags() if state else None
+        saved = state.read_flags(redis_url) if state else None
         self._saved_epoch: str | None = saved[0] if saved else None
         self._saved: dict[str, dict[str, object]] = saved[1] if saved else {}
         """The last known overrides from the state folder, for a data loss seen at start-up."""
@@ -79,7 +82,15 @@ class FlagCache:
         if redis_configured(settings):
             store = FlagStore(connect(settings), defaults, settings.audit_maxlen, clock)
         state = StateFolder(settings.state_dir)
-        return cls(store, defaults, settings.flags_refresh_interval, metrics, clock, state)
+        return cls(
+            store,
+            defaults,
+            settings.flags_refresh_interval,
+            metrics,
+            clock,
+            state,
+            settings.redis_url or "",
+        )
 
     def for_experiment(self, name: str) -> ExperimentFlags:
         flags = self._flags.get(name)
@@ -105,7 +116,7 @@ class FlagCache:
         if known is not None and epoch != known:
             overrides = await self._recover(store, known, epoch, overrides)
         if self.state is not None and (epoch, overrides) != (self.epoch, self.overrides):
-            self.state.save_flags(epoch, overrides)
+            self.state.save_flags(self.redis_url, epoch, overrides)
         self.epoch = epoch
         self._install(overrides)
         self.refreshed_at = self.clock()

@@ -50,9 +50,10 @@ class UpstreamFailure(Exception):
 
     @property
     def public(self) -> str:
-        """The reason in words, never an address or exception text."""
-        if self.kind in BAD_ANSWER_REASONS:
-            return f"answered in a form its protocol cannot read ({self.kind})"
+        """What a client may read: never an address or exception text. A bad answer's reason
+        says what was wrong with the answer (its adapter wrote it for the client)."""
+        if isinstance(self, BadAnswer):
+            return self.reason
         return _WORDS.get(self.kind, self.kind.replace("_", " "))
 
 

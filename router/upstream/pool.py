@@ -86,6 +86,7 @@ class Upstream:
         self.adapter = adapter
         self.breaker = breaker
         self.max_answer_bytes = timeouts.max_answer_bytes
+        self.total_timeout = timeouts.total
         self.healthy: bool | None = None  # unknown until the first active check
         self.passive = False
         """No readiness route: only the breaker says whether it can answer."""
@@ -127,7 +128,7 @@ class Upstream:
         slow upstream holds a request that has somewhere else to go for ``patience`` at most,
         and opens its breaker like any failing one."""
         try:
-            if patience is None:
+            if patience is None or patience >= self.total_timeout:
                 answer = await self._call(self.session, payload, request_id)
             else:
                 try:

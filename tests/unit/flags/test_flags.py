@@ -251,3 +251,14 @@ def test_label_map_and_rows(tmp_path: Path) -> None:
         read_rows(path, "text", None, None, None, None)
     with pytest.raises(ValueError, match="label '2' is not in --label-map"):
         read_rows(path, "tweet", "class", {"0": 1, "1": 1}, None, None)
+
+
+def test_the_state_folder_gives_flags_back_to_their_own_redis_only(tmp_path: Path) -> None:
+    from router.core.state import StateFolder
+
+    state = StateFolder(tmp_path)
+    overrides = {"exp": {"forced_variant": "v1"}}
+    state.save_flags("redis://127.0.0.1:6399/0", "epoch-a", overrides)
+    assert state.read_flags("redis://127.0.0.1:6399/0") == ("epoch-a", overrides)
+    assert state.read_flags("redis://127.0.0.1:6400/0") is None  # another Redis: not its flags
+    assert "6399" not in (tmp_path / "flags.json").read_text()  # the URL is kept as a hash
