@@ -87,6 +87,8 @@ async def read_json(
                 return json.loads(raw)
             except ValueError:
                 pass
+            except RecursionError:  # nesting orjson refused is too deep for json as well
+                raise InvalidJSON("body is nested too deeply") from None
         raise InvalidJSON(f"body is not valid JSON: {exc}") from None
 
 
@@ -102,6 +104,10 @@ def check_text(value: Any, max_chars: int, field: str = "text") -> str:
         raise InvalidInput(f"'{field}' is required")
     if not isinstance(value, str):
         raise InvalidInput(f"'{field}' must be a string, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")  # JSON may escape a lone surrogate; no model server can read one
+    except UnicodeEncodeError:
+        raise InvalidInput(f"'{field}' must be valid Unicode: it holds a lone surrogate") from None
     if not value.strip():
         raise InvalidInput(f"'{field}' must not be empty or whitespace only")
     if len(value) > max_chars:

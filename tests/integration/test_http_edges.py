@@ -158,3 +158,22 @@ def test_a_client_that_leaves_mid_body_is_counted_and_logged_at_info(
         x for x in lines if x["level"] == "error"
     ]
     assert "Traceback" not in gateway.process.output()
+
+
+@pytest.mark.parametrize("depth", [2000, 100_000])
+def test_a_body_nested_too_deeply_is_a_json_400(gateway: Gateway, depth: int) -> None:
+    body = b"[" * depth + b"]" * depth  # found by the chaos suite's fuzz: a RecursionError, 500
+    r = httpx.post(
+        f"{gateway.url}/predict", content=body, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == "invalid_json"
+
+
+def test_a_text_with_a_lone_surrogate_is_a_422(gateway: Gateway) -> None:
+    body = b'{"text": "a\\ud800b"}'  # found by the chaos suite's fuzz: a 500 at encoding time
+    r = httpx.post(
+        f"{gateway.url}/predict", content=body, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422, r.text
+    assert "lone surrogate" in r.json()["detail"]
