@@ -29,7 +29,7 @@ from router.core.state import StateFolder
 from router.flags.store import FlagStore
 from router.flags.values import CLEAR, ExperimentFlags, FlagDefaults, load_defaults
 from router.storage import keys
-from router.storage.client import connect, pubsub, ready, redis_configured
+from router.storage.client import connect, describe, pubsub, ready, redis_configured
 
 log = logging.getLogger("turnout.flags")
 
@@ -89,7 +89,7 @@ class FlagCache:
             metrics,
             clock,
             state,
-            settings.redis_url or "",
+            settings.redis_url or f"{describe(settings)} db {settings.redis_db}",
         )
 
     def for_experiment(self, name: str) -> ExperimentFlags:

@@ -7,10 +7,12 @@ processes under bounded load, prints one ``[chaos]`` line of figures and asserts
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from router.local.redis_server import EmbeddedRedis
 from tests.conftest import WorkerFactory
 
 HERE = Path(__file__).parent
@@ -25,3 +27,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="module")
 def workers(start_worker: WorkerFactory) -> dict[str, str]:
     return {v: start_worker(v).url for v in ("v1", "v2")}
+
+
+@pytest.fixture(scope="session")
+def chaos_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    """One Redis instance of the suite's own (append-only, like the local stack's): the
+    scenarios are about faults, and the shared test Redis runs on two topologies."""
+    server = EmbeddedRedis(tmp_path_factory.mktemp("chaos-redis"), appendonly=True).start()
+    yield server
+    server.stop()

@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import redis
 
 from router.local.redis_server import EmbeddedRedis
 from router.storage import keys
@@ -31,14 +30,14 @@ TOKEN = "chaos-ops-token-0123456789"
 def gateway(
     start_gateway: GatewayFactory,
     workers: dict[str, str],
-    redis_server: EmbeddedRedis,
+    chaos_redis: EmbeddedRedis,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Gateway:
     folder = tmp_path_factory.mktemp("experiments")
     write_experiment(folder, canary_yaml(workers, {"v1": 50, "v2": 50}, name="chaos-clients"))
     return start_gateway(
         folder,
-        TURNOUT_REDIS_URL=redis_server.url.rsplit("/", 1)[0] + "/12",
+        TURNOUT_REDIS_URL=chaos_redis.url,
         TURNOUT_ADMIN_TOKENS=json.dumps({"ops": TOKEN}),
         **LIMITS,
     )
@@ -326,9 +325,9 @@ FORGED = [
 
 
 def test_forged_admin_calls_change_nothing_under_load(
-    gateway: Gateway, redis_server: EmbeddedRedis
+    gateway: Gateway, chaos_redis: EmbeddedRedis
 ) -> None:
-    client = redis.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/12", decode_responses=True)
+    client = chaos_redis.client()
     calls = [
         ("PUT", "/admin/flags/chaos-clients/kill_switch", {"value": True}),
         ("POST", "/admin/experiments/chaos-clients/rollback", {"reason": "forged"}),

@@ -11,6 +11,7 @@ import httpx
 
 from router.local.processes import poll_until
 from router.local.redis_server import EmbeddedRedis
+from router.storage import keys
 from tests.chaos.harness import Load, figure, metrics, share_2xx
 from tests.conftest import GatewayFactory, canary_yaml, write_experiment
 
@@ -66,13 +67,13 @@ def test_redis_frozen_then_killed_under_load_fails_nothing_and_loses_no_event(
 
 def test_a_gateway_stopped_under_load_finishes_what_it_accepted_and_records_it(
     start_gateway: GatewayFactory,
-    redis_server: EmbeddedRedis,
+    chaos_redis: EmbeddedRedis,
     workers: dict[str, str],
     tmp_path: Path,
 ) -> None:
     name = f"graceful-{os.getpid()}-{time.monotonic_ns() % 10**6}"
     write_experiment(tmp_path, canary_yaml(workers, {"v1": 50, "v2": 50}, name=name))
-    gw = start_gateway(tmp_path, TURNOUT_REDIS_URL=redis_server.url, **FAST)
+    gw = start_gateway(tmp_path, TURNOUT_REDIS_URL=chaos_redis.url, **FAST)
     with Load(gw.url, concurrency=6) as load:
         load.wait_for(150)
         gw.process.signal(signal.SIGTERM)
@@ -81,8 +82,8 @@ def test_a_gateway_stopped_under_load_finishes_what_it_accepted_and_records_it(
     answered = [s for s in load.samples if s.status == 200]
     refused = [s for s in load.samples if s.status == 0]  # connections after the listener closed
     others = [s for s in load.samples if s.status not in (0, 200)]
-    client = redis_server.client()
-    recorded = {fields["request_id"] for _, fields in client.xrange(f"turnout:exp:{name}:events")}
+    client = chaos_redis.client()
+    recorded = {fields["request_id"] for _, fields in client.xrange(keys.events(name))}
     lost = [s for s in answered if s.body.get("request_id") not in recorded]
     figure(
         "graceful stop",

@@ -45,14 +45,14 @@ async def race(a: str, b: str, count: int, delay: float) -> list[tuple[str, int]
 def test_feedback_races_across_replicas_lose_nothing(
     start_gateway: GatewayFactory,
     workers: dict[str, str],
-    redis_server: EmbeddedRedis,
+    chaos_redis: EmbeddedRedis,
     tmp_path: Path,
 ) -> None:
     name = f"race-{uuid.uuid4().hex[:6]}"
     write_experiment(tmp_path, canary_yaml(workers, {"v1": 50, "v2": 50}, name=name))
-    env = {"TURNOUT_REDIS_URL": redis_server.url, "TURNOUT_ACCESS_LOG": "false"}
+    env = {"TURNOUT_REDIS_URL": chaos_redis.url, "TURNOUT_ACCESS_LOG": "false"}
     a, b = start_gateway(tmp_path, **env), start_gateway(tmp_path, **env)
-    client = redis_server.client()
+    client = chaos_redis.client()
     sent = 0
     for delay in (0.0, 0.02):
         results = asyncio.run(race(a.url, b.url, 200, delay))

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from router.local.processes import poll_until
-from router.local.redis_server import EmbeddedRedis
+from router.local.redis_server import RedisTopology
 from router.storage import keys
 from tests.conftest import Gateway, GatewayFactory, WorkerFactory, canary_yaml, write_experiment
 
@@ -25,14 +25,14 @@ NAME = f"hold-{uuid.uuid4().hex[:6]}"
 def replicas(
     start_worker: WorkerFactory,
     start_gateway: GatewayFactory,
-    redis_server: EmbeddedRedis,
+    redis_server: RedisTopology,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Gateway, Gateway]:
     """A serves and flushes once a second; B takes the feedback."""
     workers = {v: start_worker(v).url for v in ("v1", "v2")}
     folder = tmp_path_factory.mktemp("experiments")
     write_experiment(folder, canary_yaml(workers, {"v1": 50, "v2": 50}, name=NAME))
-    env = {"TURNOUT_REDIS_URL": redis_server.url, "TURNOUT_FEEDBACK_HOLD_SECONDS": "3"}
+    env = {**redis_server.env, "TURNOUT_FEEDBACK_HOLD_SECONDS": "3"}
     slow = start_gateway(folder, TURNOUT_RECORDING_FLUSH_INTERVAL="1.0", **env)
     return slow, start_gateway(folder, TURNOUT_RECORDING_FLUSH_INTERVAL="0.05", **env)
 
@@ -64,13 +64,13 @@ async def predict_then_feedback(a: str, b: str, count: int, delay: float) -> lis
         return await asyncio.gather(*(one(i) for i in range(count)))
 
 
-def credited(server: EmbeddedRedis) -> int:
+def credited(server: RedisTopology) -> int:
     client = server.client()
     return sum(int(client.hget(keys.counters(NAME, v), keys.FEEDBACK_N) or 0) for v in ("v1", "v2"))
 
 
 def test_feedback_to_another_replica_at_once_is_never_lost(
-    replicas: tuple[Gateway, Gateway], redis_server: EmbeddedRedis
+    replicas: tuple[Gateway, Gateway], redis_server: RedisTopology
 ) -> None:
     a, b = replicas
     results = asyncio.run(predict_then_feedback(a.url, b.url, 100, 0.0))
