@@ -107,6 +107,9 @@ def create_app(settings: Settings, model: ModelSource) -> FastAPI:
                 except TurnoutError as exc:
                     state.error = exc.detail
                     logs.event(log, "model_load_failed", logging.ERROR, reason=exc.detail)
+                except Exception as exc:  # an artifact from another code version, say
+                    state.error = f"the model could not be loaded: {type(exc).__name__}: {exc}"
+                    log.exception("model_load_failed")
 
             task = asyncio.create_task(load_in_background())
             state.tasks.add(task)
