@@ -31,7 +31,6 @@ def train(
 ) -> None:
     """Train recipes into the registry: profanity (Davidson 2017 tweets) or wine (ships with
     scikit-learn), writing artifact + model card."""
-    from model_workers.registry import CARD, version_dir
     from model_workers.train import FAMILY_RECIPES
 
     settings = Settings()
@@ -52,13 +51,27 @@ def train(
             raise fail(f"unknown recipe {unknown[0]!r} of {family}; known: {known}", 2)
         jobs += [(family, n, version or n) for n in names]
     if if_missing:
-        root = settings.models_dir
-        jobs = [j for j in jobs if not (version_dir(root, j[0], j[2]) / CARD).is_file()]
+        jobs = [j for j in jobs if not loadable(settings.models_dir, j[0], j[2])]
     if not jobs:
         console.print("all model versions are trained")
         return
     for family in dict.fromkeys(j[0] for j in jobs):
         train_family(settings, family, [j for j in jobs if j[0] == family], data)
+
+
+def loadable(root: Path, family: str, version: str) -> bool:
+    """Trained, and loads with this code: an artifact an older version of the code pickled
+    can name a function that is gone, and is trained again rather than kept."""
+    from model_workers.registry import CARD, load, version_dir
+
+    if not (version_dir(root, family, version) / CARD).is_file():
+        return False
+    try:
+        load(root, family, version)
+    except Exception as exc:  # whatever unpickling raises
+        console.print(f"{family} {version} does not load ({type(exc).__name__}): training again")
+        return False
+    return True
 
 
 def train_family(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from router.cli import app
@@ -42,3 +43,29 @@ def test_models_list(models_dir: Path) -> None:
     )
     assert result.exit_code == 0
     assert '"version": "v3"' in result.output
+
+
+def test_train_if_missing_trains_again_a_version_that_no_longer_loads(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    root = tmp_path / "models"
+    shutil.copytree(models_dir / "wine", root / "wine")
+    # An artifact pickled by another code version: it names a function that is gone.
+    import pickle
+
+    gone = b"\x80\x04\x8c\x15model_workers.recipes\x8c\x04gone\x93."
+    with pytest.raises(AttributeError):
+        pickle.loads(gone)
+    (root / "wine" / "v1" / "model.joblib").write_bytes(gone)
+    env = {"TURNOUT_MODELS_DIR": str(root)}
+    result = runner.invoke(app, ["train", "--model", "wine", "--all", "--if-missing"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "wine v1 does not load" in result.output
+    assert "wine v2 does not load" not in result.output
+    from model_workers.registry import load
+
+    assert load(root, "wine", "v1").version == "v1"
+    again = runner.invoke(app, ["train", "--model", "wine", "--all", "--if-missing"], env=env)
+    assert "all model versions are trained" in again.output
