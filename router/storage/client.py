@@ -30,10 +30,23 @@ from redis.exceptions import (
 from router.core.settings import Settings
 
 
+def closed_under_us(exc: Exception) -> bool:
+    """A command whose connection another task closed mid-use. When one command of a shared
+    Cluster client fails to connect, redis-py re-learns the slot map and closes the connections
+    of the old node objects, including those other tasks are using right then: their commands
+    fail with the transport's bare ``RuntimeError`` ("the handler is closed") or with an
+    ``AttributeError`` on the cleared stream."""
+    text = str(exc)
+    if isinstance(exc, RuntimeError):
+        return "closed" in text
+    return isinstance(exc, AttributeError) and "'NoneType' object" in text
+
+
 class Cluster(RedisCluster):
-    """A Cluster client whose "no node answers" and "slot not covered" are connection errors
-    like any other (redis-py raises bare exceptions for them), so every caller's buffering and
-    backoff applies to them too."""
+    """A Cluster client whose "no node answers", "slot not covered" and "connection closed
+    under us" are connection errors like any other (redis-py raises bare exceptions for them),
+    so every caller's buffering and backoff applies to them too. None is retried here: the
+    command may have run."""
 
     async def initialize(self, *args: Any, **kwargs: Any) -> Cluster:
         try:
@@ -47,6 +60,10 @@ class Cluster(RedisCluster):
             return await super().execute_command(*args, **kwargs)
         except RedisClusterException as exc:
             raise ConnectionError(str(exc)) from exc
+        except (RuntimeError, AttributeError) as exc:
+            if not closed_under_us(exc):
+                raise
+            raise ConnectionError(f"connection closed while in use: {exc}") from exc
 
     def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
         return _Pipeline(self, transaction)  # type: ignore[abstract]
@@ -58,6 +75,10 @@ class _Pipeline(ClusterPipeline):
             return await super().execute(*args, **kwargs)
         except RedisClusterException as exc:
             raise ConnectionError(str(exc)) from exc
+        except (RuntimeError, AttributeError) as exc:
+            if not closed_under_us(exc):
+                raise
+            raise ConnectionError(f"connection closed while in use: {exc}") from exc
 
 
 RedisClient: TypeAlias = aioredis.Redis | RedisCluster
