@@ -115,10 +115,14 @@ def test_feedback_to_another_replica_at_once_is_never_lost(
     print(f"feedback to the other replica at 0 ms: {dict(statuses)}")
     bad = [r for r in results if r["http"] not in (200, 202)]
     assert not bad, (bad, b.process.output()[-6000:])
-    assert all(r["status"] == "held" for r in results if r["http"] == 202)
+    # A Redis command that times out on a busy machine queues its feedback instead (202
+    # "queued"): also applied exactly once, by the retry queue rather than the hold.
+    kinds = Counter(r["status"] for r in results if r["http"] == 202)
+    assert set(kinds) <= {"held", "queued"}, kinds
     flush(a)  # the last requests of the race wait for a batch to fill
     poll_until(lambda: held(b)["holding"] == 0, 15, what="the held feedback to be applied")
-    assert held(b)["applied"] == statuses[202]
+    assert held(b)["applied"] == kinds["held"]
+    poll_until(lambda: credited(redis_server) >= 100, 30, what="every feedback to be counted")
     assert credited(redis_server) == 100  # 0 lost, none twice
 
 
