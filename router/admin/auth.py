@@ -49,6 +49,18 @@ class AdminTokens:
                 found = name
         return found
 
+    def check(self, token: str) -> str | None:
+        """The name of a bare token (as typed into the console), or None."""
+        return self.identify(f"Bearer {token}") if _usable(token) else None
+
+    def derived_key(self, name: str, purpose: str) -> bytes | None:
+        """A key derived from the named token for one purpose (signing console sessions), so
+        the token itself never leaves this class. None for an unknown name."""
+        for known, token in self._tokens:
+            if known == name:
+                return hmac.new(token, f"turnout:{purpose}".encode(), "sha256").digest()
+        return None
+
     def __repr__(self) -> str:
         return f"AdminTokens(names={self.names})"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
@@ -26,6 +25,7 @@ from router.cli.render import (
     status_table,
     weights_text,
 )
+from router.flags.values import parse_value
 
 flags_app = typer.Typer(help="Feature flags: list, set, clear, history.", no_args_is_help=True)
 
@@ -40,14 +40,6 @@ def register(app: typer.Typer) -> None:
 
 def _admin(url: str | None, token: str | None) -> GatewayClient:
     return GatewayClient(url, token, need_token=True)
-
-
-def parse_value(text: str) -> Any:
-    """JSON when it parses (true, 3, null, "x"), else the text itself."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 @flags_app.command("list")

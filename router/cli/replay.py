@@ -16,8 +16,8 @@ from rich.table import Table
 
 from router.cli.client import gateway_url
 from router.cli.common import JsonOption, UrlOption, console, err_console, fail, print_json
-from router.cli.operator import parse_value
 from router.core.settings import Settings
+from router.flags.values import parse_value
 
 
 @dataclass(frozen=True)

@@ -71,13 +71,15 @@ def gateway(
     from router.gateway.app import create_app
 
     settings = load_settings()
+    if host is not None:  # the console's default mode follows the address actually bound
+        settings = settings.model_copy(update={"host": host})
     logs.configure(settings.log_level)
     check_redis(settings)
     try:
         api = create_app(join_local_stack(settings))
     except TurnoutError as exc:
         raise fail(exc.detail) from None
-    serve(api, host or settings.host, port if port is not None else settings.port, settings)
+    serve(api, settings.host, port if port is not None else settings.port, settings)
 
 
 @app.command()

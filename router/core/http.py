@@ -125,14 +125,35 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
+ErrorPage = Callable[[Request, int, str, str], Response | None]
+"""Renders an error as a page for the requests it claims (the console's HTML routes); None
+leaves the error to the JSON body. Called with the request, status, code and detail."""
+
+
 def install_error_handlers(
-    app: FastAPI, on_client_gone: Callable[[], object] | None = None
+    app: FastAPI,
+    on_client_gone: Callable[[], object] | None = None,
+    page: ErrorPage | None = None,
 ) -> None:
-    """Map every error to ``{"error", "detail"}`` with the right status, in one place.
+    """Map every error to ``{"error", "detail"}`` with the right status, in one place (or to
+    ``page``'s rendering of the same status, code and detail).
 
     A client that went away mid-body is an ordinary event: counted (``on_client_gone``) and
-    logged at info, without a traceback. Anything unexpected is a JSON 500 that names no
+    logged at info, without a traceback. Anything unexpected is a 500 that names no
     internals; its traceback goes to the log."""
+
+    def respond(
+        request: Request,
+        status: int,
+        code: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        rendered = page(request, status, code, detail) if page is not None else None
+        if rendered is None:
+            return json_response(error_body(code, detail), status, headers)
+        rendered.headers.update(headers or {})
+        return rendered
 
     async def on_turnout_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, TurnoutError)
@@ -142,7 +163,7 @@ def install_error_handlers(
             logs.event(log, "client_disconnected", path=request.url.path)
         # A body that stopped halfway leaves the connection unreadable: close it.
         headers = {"connection": "close"} if isinstance(exc, RequestTimeout) else None
-        return json_response(error_body(exc.code, exc.detail), exc.status, headers)
+        return respond(request, exc.status, exc.code, exc.detail, headers)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.error(
@@ -150,24 +171,23 @@ def install_error_handlers(
             exc_info=exc,
             extra={"fields": {"path": request.url.path, "error": type(exc).__name__}},
         )
-        return json_response(
-            error_body("internal_error", "internal error; the server's log has the details"), 500
-        )
+        detail = "internal error; the server's log has the details"
+        return respond(request, 500, "internal_error", detail)
 
-    async def on_http_error(_: Request, exc: Exception) -> Response:
+    async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         codes = {404: "not_found", 405: "method_not_allowed"}
         code = codes.get(exc.status_code, "http_error")
         detail = str(exc.detail) if exc.detail else code
-        return json_response(error_body(code, detail), exc.status_code)
+        return respond(request, exc.status_code, code, detail)
 
-    async def on_validation_error(_: Request, exc: Exception) -> Response:
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         reasons = "; ".join(
             f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}"
             for err in exc.errors()
         )
-        return json_response(error_body("invalid_input", reasons), 422)
+        return respond(request, 422, "invalid_input", reasons)
 
     app.add_exception_handler(TurnoutError, on_turnout_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)

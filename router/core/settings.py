@@ -288,6 +288,11 @@ class Settings(BaseSettings):
     """Width of the time slots feedback is counted in, for gates with a label delay."""
     rollout_history_maxlen: int = Field(1_000, ge=1)
     """Most transitions kept per rollout in its Redis history stream."""
+    rollout_look_interval: float = Field(30.0, gt=0)
+    """Seconds between two gate looks kept for the console's rollout timeline (the driver looks
+    more often; transitions are always kept)."""
+    rollout_looks_maxlen: int = Field(10_000, ge=1)
+    """Most gate looks kept per rollout (at one per 30 s, about three and a half days)."""
     alertmanager_memory: int = Field(7 * 86_400, ge=1)
     """Seconds an acted-on Alertmanager alert is remembered, so its repeats change nothing."""
 
@@ -315,3 +320,30 @@ class Settings(BaseSettings):
     """Gateway every ``turnout`` command talks to (unset: http://TURNOUT_HOST:TURNOUT_PORT)."""
     admin_token: SecretStr | None = None
     """Token the CLI sends as ``Authorization: Bearer`` (or pass ``--token``)."""
+
+    # --- history and the console --------------------------------------------------------
+    history: bool = True
+    """Write per-minute and per-hour history buckets (the console's time series) with every
+    recorded batch."""
+    history_minute_retention: int = Field(7 * 86_400, ge=3600)
+    """Seconds per-minute history buckets are kept after their last write."""
+    history_hour_retention: int = Field(90 * 86_400, ge=86_400)
+    """Seconds per-hour history buckets are kept after their last write (the longest range the
+    console can show)."""
+    ui: Literal["open", "token", "off"] | None = None
+    """The console at ``/ui``: ``open`` (read-only views without a token), ``token`` (every
+    view needs the admin token) or ``off`` (no console). Unset: open on a gateway bound to a
+    loopback address, token anywhere else. Actions always need the token."""
+    ui_refresh_interval: float = Field(5.0, gt=0)
+    """Seconds between the console's live refreshes of a page's data."""
+    ui_session_ttl: int = Field(8 * 3600, ge=60)
+    """Seconds a console session (the admin token entered once) lasts."""
+
+    @model_validator(mode="after")
+    def _check_history(self) -> Settings:
+        if self.history_hour_retention < self.history_minute_retention:
+            raise ValueError(
+                "history_hour_retention must be at least history_minute_retention: hourly "
+                "buckets are what long ranges read"
+            )
+        return self

@@ -6,6 +6,7 @@ flag value, used by the admin API and by the defaults file alike.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,15 @@ FLAG_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_STRING = 256
 CLEAR = object()
 """Passed as a value: remove the override, back to the default."""
+
+
+def parse_value(text: str) -> Any:
+    """A flag value typed by a person: JSON when it parses (true, 3, null, "x"), else the text
+    itself (the CLI's argument and the console's form field alike)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,9 @@ from router.admin.actions import AdminActions
 from router.admin.auth import AdminTokens
 from router.admin.routes import build_admin_router
 from router.bandit.runtime import BanditRuntime
+from router.console.access import Access, resolve_mode
+from router.console.routes import mount_console
+from router.console.views import ConsoleData
 from router.core import logs
 from router.core.http import freeze_startup_objects, install_error_handlers
 from router.core.metrics import GatewayMetrics
@@ -31,7 +34,13 @@ from router.gateway.rollout_routes import rollout_router
 from router.gateway.startup import check_startup
 from router.gateway.status_routes import status_router
 from router.recording.feedback_service import FeedbackService
-from router.recording.recorder import Recorder, recorder_for, start_recording, stop_recording
+from router.recording.recorder import (
+    Recorder,
+    RedisRecorder,
+    recorder_for,
+    start_recording,
+    stop_recording,
+)
 from router.rollout.controller import RolloutController
 from router.rollout.runtime import RolloutRuntime
 from router.rollout.store import RolloutStore
@@ -96,7 +105,9 @@ def create_app(
     rollout_store = None
     if redis_configured(settings):
         client = connect(settings, "turnout-rollout")
-        rollout_store = RolloutStore(client, settings.rollout_history_maxlen)
+        rollout_store = RolloutStore(
+            client, settings.rollout_history_maxlen, settings.rollout_looks_maxlen
+        )
     rollouts = RolloutRuntime(
         rollout_store,
         table,
@@ -118,6 +129,7 @@ def create_app(
             settings.rollout_lease_ttl,
             settings.rollout_slot_seconds,
             clock,
+            settings.rollout_look_interval,
         )
     pipeline = PredictPipeline(
         settings, table, flags, bandits, tokens, recorder, mirror, metrics, rng, clock, rollouts
@@ -166,7 +178,13 @@ def create_app(
             await bandits.close()
 
     app = FastAPI(title="turnout gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
-    install_error_handlers(app, on_client_gone=metrics.client_disconnects.inc)
+    page = None
+    mode = resolve_mode(settings.ui, settings.host)
+    if mode != "off":  # the console, mounted first so its pages render its errors
+        redis = recorder.redis if isinstance(recorder, RedisRecorder) else None
+        data = ConsoleData(settings, actions, redis, bandits, clock)
+        page = mount_console(app, data, Access(tokens, mode, settings.ui_session_ttl))
+    install_error_handlers(app, on_client_gone=metrics.client_disconnects.inc, page=page)
 
     @app.post("/predict")
     async def predict_default(request: Request) -> Response:

@@ -9,6 +9,7 @@ from starlette.responses import Response
 from router.core.errors import Unavailable
 from router.core.http import json_response
 from router.core.metrics import GatewayMetrics
+from router.reports.status import experiment_status
 from router.rollout.runtime import RolloutRuntime
 from router.routing.table import RouteTable
 
@@ -21,36 +22,10 @@ def status_router(
     @router.get("/experiments")
     async def experiments() -> Response:
         snapshot = table.snapshot
-        items = []
-        for route in snapshot.routes.values():
-            exp = route.experiment
-            items.append(
-                {
-                    "name": exp.name,
-                    "model": exp.model,
-                    "policy": exp.policy.kind,
-                    "control": exp.control,
-                    "weights": exp.configured_weights(),
-                    "config_version": route.config_version,
-                    "file": route.loaded.path.name,
-                    "shadow": exp.shadow.model_dump() if exp.shadow else None,
-                    "input": exp.input.model_dump(exclude_defaults=True) or {"kind": "text"},
-                    "fallback": list(exp.fallback),
-                    "upstreams": {
-                        v: {
-                            "url": u.url,
-                            "protocol": u.protocol,
-                            "version": exp.version_of(v),
-                            "ready": u.ready(),
-                            "healthy": u.healthy,
-                            "health": "passive" if u.passive else "active",
-                            "breaker": u.breaker.state.name.lower(),
-                        }
-                        for v, u in route.upstreams.items()
-                    },
-                    "rollout": rollouts.summary(route) if rollouts else None,
-                }
-            )
+        items = [
+            experiment_status(route, rollouts.summary(route) if rollouts else None)
+            for route in snapshot.routes.values()
+        ]
         refused = {str(p): reason for p, reason in snapshot.refused.items()}
         return json_response({"experiments": items, "refused": refused})
 

@@ -47,13 +47,30 @@ def is_positive(label: object) -> bool:
     return label is True or (label_type(label) == "int" and label == 1)
 
 
-class Tally:
-    """Counter increments of a batch, summed per (key, field) so a batch costs one command each."""
+@dataclass(frozen=True, slots=True)
+class HistoryRetention:
+    """Seconds each history tier keeps its buckets after their last write."""
 
-    def __init__(self) -> None:
+    minute: int
+    hour: int
+
+    def of(self, tier: str) -> int:
+        return self.minute if tier == "m" else self.hour
+
+
+class Tally:
+    """Counter increments of a batch, summed per (key, field) so a batch costs one command each.
+
+    With ``history``, events also count into the console's per-minute and per-hour buckets,
+    and every bucket hash the batch touched gets its expiry renewed once.
+    """
+
+    def __init__(self, history: HistoryRetention | None = None) -> None:
         self.ints: dict[tuple[str, str], int] = {}
         self.floats: dict[tuple[str, str], float] = {}
         self.members: dict[str, set[str]] = {}
+        self.history = history
+        self.expiring: dict[str, int] = {}
 
     def incr(self, key: str, field: str, amount: int = 1) -> None:
         self.ints[key, field] = self.ints.get((key, field), 0) + amount
@@ -64,10 +81,34 @@ class Tally:
     def member(self, key: str, member: str) -> None:
         self.members.setdefault(key, set()).add(member)
 
+    def in_history(
+        self, experiment: str, ts: float, series: str, counts: tuple[tuple[str, float], ...]
+    ) -> None:
+        """Add ``counts`` (counter, amount) to ``series``'s bucket at ``ts`` in every tier."""
+        history = self.history
+        if history is None:
+            return
+        for tier, (width, period) in keys.HISTORY_TIERS.items():
+            index = int(ts // width)
+            group = index * width // period
+            key = keys.history(experiment, tier, group)
+            offset = index - group * (period // width)
+            for counter, amount in counts:
+                if not amount:  # a bucket keeps only counters that were hit
+                    continue
+                field = keys.history_field(offset, series, counter)
+                if counter == keys.HIST_LATENCY:
+                    self.add(key, field, amount)
+                else:
+                    self.incr(key, field, int(amount))
+            if key not in self.expiring:
+                self.expiring[key] = history.of(tier) + period
+
     def commands(self) -> list[Command]:
         out: list[Command] = [("SADD", k, tuple(sorted(m))) for k, m in self.members.items()]
         out += [("HINCRBY", k, (f, str(n))) for (k, f), n in self.ints.items()]
         out += [("HINCRBYFLOAT", k, (f, num(x))) for (k, f), x in self.floats.items()]
+        out += [("EXPIRE", k, (str(ttl),)) for k, ttl in self.expiring.items()]
         return out
 
 
@@ -174,6 +215,15 @@ def count_outcome(tally: Tally, outcome: Outcome) -> None:
         tally.incr(chosen, keys.FALLBACKS)
     if outcome.window is not None and outcome.forced is None:
         count_window(tally, outcome, outcome.window)
+    if tally.history is not None:
+        failed = answered is None or outcome.status >= 500
+        counts = (
+            (keys.HIST_ASSIGNED, 1),
+            (keys.HIST_ERRORS, 1 if failed else 0),
+            (keys.HIST_FALLBACKS, 1 if outcome.fallback else 0),
+            (keys.HIST_LATENCY, outcome.latency_ms),
+        )
+        tally.in_history(exp, outcome.ts, outcome.variant, counts)
     if answered is None:
         return
     served = keys.counters(exp, answered)
@@ -402,6 +452,9 @@ def count_comparison(tally: Tally, comparison: ShadowComparison) -> None:
     tally.incr(key, keys.SHADOW_PAIRS)
     if comparison.agree:
         tally.incr(key, keys.SHADOW_AGREE)
+    series = keys.shadow_series(comparison.primary, comparison.shadow)
+    agreed = 1 if comparison.agree else 0
+    tally.in_history(exp, comparison.ts, series, ((keys.HIST_PAIRS, 1), (keys.HIST_AGREE, agreed)))
     primary, shadow = dumps(comparison.primary_label), dumps(comparison.shadow_label)
     tally.incr(key, f"{keys.SHADOW_CONFUSION}{primary}|{shadow}")
     bounds = LATENCY_BOUNDS_MS

@@ -26,7 +26,13 @@ from router.core.errors import Unavailable
 from router.core.metrics import GatewayMetrics
 from router.core.settings import Settings
 from router.recording.buffer import OutcomeBuffer, Pending
-from router.recording.events import Outcome, RecordedEvent, ShadowComparison, Tally
+from router.recording.events import (
+    HistoryRetention,
+    Outcome,
+    RecordedEvent,
+    ShadowComparison,
+    Tally,
+)
 from router.storage import keys
 from router.storage.client import RedisClient, connect, is_transient, redis_configured
 from router.storage.codec import dumps, flatten
@@ -74,13 +80,18 @@ def by_experiment(batch: list[Pending]) -> dict[str, list[Pending]]:
     return parts
 
 
-def encode_batch(batch: list[Pending], stream_maxlen: int, attribution_ttl: int) -> EncodedBatch:
+def encode_batch(
+    batch: list[Pending],
+    stream_maxlen: int,
+    attribution_ttl: int,
+    history: HistoryRetention | None = None,
+) -> EncodedBatch:
     """The write script's KEYS and payload for events of one experiment: one guard + its fields
-    + stream entries per event, and the counter increments summed."""
+    + stream entries per event, and the counter increments (history buckets included) summed."""
     if len({item.event.experiment for item in batch}) > 1:
         raise ValueError("one write script call holds one experiment's events (one slot)")
     table = KeyTable()
-    tally = Tally()
+    tally = Tally(history)
     events: list[dict[str, object]] = []
     streams: list[Command] = []
     sent: list[Pending] = []
@@ -130,6 +141,7 @@ class RedisRecorder:
         self.metrics = metrics
         self.buffer = OutcomeBuffer(settings.recording_buffer_size)
         self.paused = False
+        self.history = history_retention(settings)
         self._script = self.redis.register_script(WRITE_EVENTS_LUA)
         self._registered: set[str] = set()
         """Experiments this replica has added to ``keys.experiments()`` already."""
@@ -322,7 +334,10 @@ class RedisRecorder:
         settled = {"written": 0, "duplicate_request_id": 0, "unencodable": 0}
         while batch:
             encoded = encode_batch(
-                batch, self.settings.recording_stream_maxlen, self.settings.attribution_ttl
+                batch,
+                self.settings.recording_stream_maxlen,
+                self.settings.attribution_ttl,
+                self.history,
             )
             settled["duplicate_request_id"] += encoded.repeated
             settled["unencodable"] += encoded.unencodable
@@ -376,6 +391,13 @@ class RedisRecorder:
                 buffered=len(self.buffer),
                 reason=None if exc is None else f"{type(exc).__name__}: {exc}",
             )
+
+
+def history_retention(settings: Settings) -> HistoryRetention | None:
+    """The history tiers' retention, or None when history buckets are off."""
+    if not settings.history:
+        return None
+    return HistoryRetention(settings.history_minute_retention, settings.history_hour_retention)
 
 
 def recorder_for(settings: Settings, metrics: GatewayMetrics) -> Recorder:

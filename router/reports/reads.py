@@ -59,3 +59,12 @@ async def read_shadow(client: RedisClient, experiment: str) -> ShadowRecorded:
     counters = {(p, s): as_text_dict(reply) for (p, s), reply in zip(pairs, replies, strict=False)}
     recent = [as_text_dict(fields) for _, fields in replies[-1]]
     return ShadowRecorded(counters, recent)
+
+
+async def read_history(client: RedisClient, hash_keys: list[str]) -> list[dict[str, str]]:
+    """The history bucket hashes of one range (one experiment's keys), in order."""
+    async with client.pipeline(transaction=False) as pipe:
+        for key in hash_keys:
+            pipe.hgetall(key)
+        replies = await pipe.execute()
+    return [as_text_dict(reply) for reply in replies]

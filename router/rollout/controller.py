@@ -86,6 +86,7 @@ class RolloutController:
         lease_ttl: float,
         slot_seconds: float,
         clock: Callable[[], float] = time.time,
+        look_interval: float = 30.0,
     ) -> None:
         self.store = store
         self.table = table
@@ -99,6 +100,8 @@ class RolloutController:
         self.owner = uuid.uuid4().hex[:12]
         self.leases: dict[str, Lease] = {}
         self.down_looks: dict[str, int] = {}
+        self.look_interval = look_interval
+        self.last_kept: dict[str, float] = {}
 
     async def run(self) -> None:
         while True:
@@ -206,6 +209,8 @@ class RolloutController:
         action = evaluation.action
         if action == "none":
             reply = await self.store.write(route.name, lease, state.seq, common, None)
+            if reply == OK:
+                await self._keep_look(route, state, gates, now, False)
             if reply == OK and common.get("srm_status") == "warn":
                 await self.operator.rollout_audit(
                     route,
@@ -246,12 +251,42 @@ class RolloutController:
             route, lease, state, fields, action, evaluation.reason, gates, new
         ):
             return
+        await self._keep_look(route, state, gates, now, True)
         if action == "rollback":
             await self.operator.rollout_rollback(route, f"rollout: {evaluation.reason}")
         elif action == "promote":
             await self.operator.rollout_promote(
                 route, exp.rollout.candidate, f"rollout reached 100%: {evaluation.reason}"
             )
+
+    async def _keep_look(
+        self,
+        route: Route,
+        state: RolloutState,
+        gates: list[dict[str, Any]],
+        now: float,
+        transition: bool,
+    ) -> None:
+        """Keep this look's gate numbers for the timeline: every transition, and otherwise one
+        look per ``look_interval``. Losing one only leaves a gap in a chart."""
+        if not transition and now - self.last_kept.get(route.name, 0.0) < self.look_interval:
+            return
+        look = {
+            "ts": repr(now),
+            "step": str(state.step),
+            "percent": step_percent(route.experiment, state.step),
+            "phase": state.phase,
+            "gates": [
+                {k: g.get(k) for k in ("gate", "verdict", "estimate", "interval", "n")}
+                for g in gates
+            ],
+        }
+        try:
+            await self.store.add_look(route.name, look)
+        except (RedisError, OSError) as exc:
+            logs.event(log, "rollout_look_not_kept", logging.WARNING, reason=str(exc))
+            return
+        self.last_kept[route.name] = now
 
     async def _transition(
         self,

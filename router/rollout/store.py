@@ -55,9 +55,10 @@ def encode_fields(fields: Mapping[str, object]) -> str:
 
 
 class RolloutStore:
-    def __init__(self, redis: RedisClient, history_maxlen: int) -> None:
+    def __init__(self, redis: RedisClient, history_maxlen: int, looks_maxlen: int = 10_000) -> None:
         self.redis = redis
         self.history_maxlen = history_maxlen
+        self.looks_maxlen = looks_maxlen
         self._acquire = redis.register_script(ACQUIRE_LEASE_LUA)
         self._release = redis.register_script(RELEASE_LEASE_LUA)
         self._transition = redis.register_script(TRANSITION_LUA)
@@ -148,6 +149,25 @@ class RolloutStore:
             for key, value in as_text_dict(fields or {}).items():
                 item[key] = _maybe_json(value)
             out.append(item)
+        return out
+
+    async def add_look(self, name: str, look: Mapping[str, object]) -> None:
+        """Keep one look's gate numbers for the timeline (capped; a lost one is a gap)."""
+        fields = {k: v if isinstance(v, str) else dumps(v) for k, v in look.items()}
+        await self.redis.xadd(
+            keys.rollout_looks(name),
+            fields,  # type: ignore[arg-type]
+            maxlen=self.looks_maxlen,
+            approximate=True,
+        )
+
+    async def looks(self, name: str, since: float, limit: int = 2000) -> list[dict[str, Any]]:
+        """Gate looks from ``since`` (epoch seconds) on, oldest first (the newest ``limit``)."""
+        start = f"{max(0, int(since * 1000))}-0"
+        entries = await self.redis.xrevrange(keys.rollout_looks(name), "+", start, count=limit)
+        out = []
+        for _, fields in reversed(list(entries or [])):
+            out.append({k: _maybe_json(v) for k, v in as_text_dict(fields or {}).items()})
         return out
 
     async def first_sight(self, name: str, alert: str, seen_at: float, ttl: int) -> bool:

@@ -12,9 +12,41 @@ promotions) share the tag ``{ops}``. One instance, Sentinel and Cluster use the 
 
 Layout (``<e>`` experiment, ``<v>`` variant, ``<cv>`` config_version, ``<rid>`` request id):
 
+===========================================  ======  =========================================
+key                                          type    holds
+===========================================  ======  =========================================
+``turnout:experiments``                      set     experiments that have recorded anything
+``turnout:exp:{<e>}:variants``               set     variants with counters (configured or not)
+``turnout:exp:{<e>}:variant:<v>``            hash    counters of one variant (``CounterField``)
+``turnout:exp:{<e>}:assigned:<cv>``          hash    variant -> assignments under one config
+``turnout:exp:{<e>}:events``                 stream  one entry per request (capped, ``MAXLEN ~``)
+``turnout:exp:{<e>}:feedback``               stream  one entry per accepted feedback (capped)
+``turnout:exp:{<e>}:req:<rid>``              hash    attribution of one request + write guard
+``turnout:rid:<rid>``                        string  locator: the experiment of ``<rid>`` (TTL)
+``turnout:exp:{<e>}:bandit``                 hash    bandit evidence: ``<v>:s``, ``:f``, ``:n``
+``turnout:exp:{<e>}:bandit:sticky``          stream  first draws of sticky bandit users (capped)
+``turnout:exp:{<e>}:shadow_pairs``           set     ``<primary>|<shadow>`` pairs compared
+``turnout:exp:{<e>}:shadow:<p>:<s>``         hash    shadow-vs-primary counters (``SHADOW_*``)
+``turnout:exp:{<e>}:shadow_events``          stream  one entry per mirrored request (capped)
+``turnout:exp:{<e>}:disagreements``          stream  comparisons whose labels differ (capped)
+``turnout:exp:{<e>}:req:<rid>:shadow:<s>``   hash    write guard of one mirrored call (TTL)
+``turnout:{ops}:flags``                      hash    flag overrides, ``<e>/<flag>`` -> JSON value
+``turnout:flags:changed``                    pubsub  channel: every flag change publishes
+``turnout:{ops}:audit``                      stream  operators' changes: flags, promotions
+``turnout:{ops}:promotions``                 hash    ``<e>`` -> the file before its promotion
 ``turnout:{ops}:epoch``                      string  this dataset's id (data-loss detection)
-===========================================  ======  ==================================
-Counters live until the experiment is archived; streams are capped; request hashes expire.
+``turnout:exp:{<e>}:rollout``                hash    rollout and SRM state (``router.rollout``)
+``turnout:exp:{<e>}:rollout:history``        stream  every rollout transition, with numbers
+``turnout:exp:{<e>}:rollout:lease``          string  ``<owner>|<fencing token>`` (TTL)
+``turnout:exp:{<e>}:rollout:fence``          string  the last fencing token handed out (INCR)
+``turnout:exp:{<e>}:rollout:window:<w>``     hash    counters of one weights window
+``turnout:exp:{<e>}:alerts``                 hash    Alertmanager alerts already acted on
+``turnout:exp:{<e>}:rollout:looks``          stream  gate numbers of kept looks (capped)
+``turnout:exp:{<e>}:history:<t>:<p>``        hash    history buckets of tier ``<t>``, period ``<p>``
+===========================================  ======  =========================================
+
+Counters live until the experiment is archived; streams are capped; request hashes and history
+buckets expire.
 """
 
 from __future__ import annotations
@@ -257,3 +289,41 @@ def rollout_window(experiment: str, window: int) -> str:
 
 def alerts_seen(experiment: str) -> str:
     return f"{_exp(experiment)}:alerts"
+
+
+def rollout_looks(experiment: str) -> str:
+    return f"{_exp(experiment)}:rollout:looks"
+
+
+# History (the console's time series): per-minute and per-hour buckets, written by the recorder
+# in the same batched script as every other counter. A tier's buckets are grouped into one hash
+# per period (an hour of minutes, a day of hours), so a range costs one read per period; each
+# hash expires its tier's retention after its last write. A field is ``<offset>|<series>|<c>``:
+# ``offset`` the bucket within the period, ``series`` a variant or a shadow pair
+# ``<primary>><shadow>`` (names cannot hold ``|`` or ``>``), ``c`` one of the counters below.
+HISTORY_TIERS: Final = {"m": (60, 3600), "h": (3600, 86_400)}
+"""Tier -> (bucket width, period of one hash), in seconds."""
+HIST_ASSIGNED: Final = "a"
+"""Requests the policy (or a flag) sent to the variant."""
+HIST_ERRORS: Final = "e"
+"""Of those, requests nothing could answer."""
+HIST_FALLBACKS: Final = "f"
+"""Of those, requests the variant failed that the control answered."""
+HIST_LATENCY: Final = "l"
+"""Sum of their gateway latency, in milliseconds."""
+HIST_PAIRS: Final = "n"
+"""Shadow comparisons of a pair (both answered)."""
+HIST_AGREE: Final = "g"
+"""Of those, comparisons whose labels agreed."""
+
+
+def history(experiment: str, tier: str, period: int) -> str:
+    return f"{_exp(experiment)}:history:{tier}:{period}"
+
+
+def history_field(offset: int, series: str, counter: str) -> str:
+    return f"{offset}|{series}|{counter}"
+
+
+def shadow_series(primary: str, shadow: str) -> str:
+    return f"{primary}>{shadow}"
