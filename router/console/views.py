@@ -88,6 +88,9 @@ class ConsoleData:
         status["weights_in_force"] = (
             runtime.weights(route) if runtime else route.experiment.configured_weights()
         )
+        share = self.bandits.share(route)
+        if share:  # a bandit's weights are its draws: what the next request would get
+            status["weights_in_force"] = {arm: 100.0 * p for arm, p in share.items()}
         return status
 
     # --- the overview -------------------------------------------------------------------
