@@ -165,12 +165,17 @@ class Access:
 
 
 def refuse_cross_site(request: Request) -> None:
-    """A POST a browser sent from another origin (a forged form, a script elsewhere)."""
+    """A POST a browser sent from another origin (a forged form, a script elsewhere).
+
+    ``Sec-Fetch-Site``, which no page can set, decides when the browser sends it; otherwise
+    ``Origin`` must be this origin. Clients that send neither (curl, scripts) are not browsers
+    and still need the token.
+    """
     fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
-        raise Forbidden(f"cross-site request refused (Sec-Fetch-Site: {fetch_site})")
+    if fetch_site is not None:
+        if fetch_site not in ("same-origin", "none"):
+            raise Forbidden(f"cross-site request refused (Sec-Fetch-Site: {fetch_site})")
+        return
     origin = request.headers.get("origin")
-    if origin is not None:
-        own = f"{request.url.scheme}://{request.url.netloc}"
-        if origin != own:
-            raise Forbidden("cross-origin request refused (Origin does not match)")
+    if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
+        raise Forbidden("cross-origin request refused (Origin does not match)")
