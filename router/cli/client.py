@@ -16,6 +16,10 @@ def gateway_url(url: str | None, settings: Settings) -> str:
     return chosen.rstrip("/")
 
 
+class GatewayError(Exception):
+    """The gateway could not be reached, or refused."""
+
+
 class GatewayClient:
     """The gateway's HTTP API as the CLI uses it."""
 
@@ -28,7 +32,7 @@ class GatewayClient:
             raise fail("no admin token: pass --token or set TURNOUT_ADMIN_TOKEN", 2)
         self.client = httpx.Client(base_url=self.url, timeout=10.0)
 
-    def call(
+    def request(
         self,
         method: str,
         path: str,
@@ -37,11 +41,12 @@ class GatewayClient:
         params: dict[str, Any] | None = None,
         admin: bool = True,
     ) -> Any:
+        """The answer's JSON, or ``GatewayError`` saying why there is none."""
         headers = {"authorization": f"Bearer {self.token}"} if admin and self.token else {}
         try:
             response = self.client.request(method, path, json=body, params=params, headers=headers)
         except httpx.HTTPError as exc:
-            raise fail(f"cannot reach the gateway at {self.url}: {exc}") from None
+            raise GatewayError(f"cannot reach the gateway at {self.url}: {exc}") from None
         try:
             payload = response.json()
         except ValueError:
@@ -51,5 +56,25 @@ class GatewayClient:
             error = payload.get("error", "") if isinstance(payload, dict) else ""
             if response.status_code == 404 and error == "not_found" and path.startswith("/admin"):
                 detail = "the admin API is off on this gateway (no admin tokens configured)"
-            raise fail(f"refused ({response.status_code} {error}): {detail}")
+            raise GatewayError(f"refused ({response.status_code} {error}): {detail}")
         return payload
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        admin: bool = True,
+    ) -> Any:
+        """``request``, with a refusal printed and turned into exit 1."""
+        try:
+            return self.request(method, path, body=body, params=params, admin=admin)
+        except GatewayError as exc:
+            raise fail(str(exc)) from None
+
+    def predictions(self, concurrency: int) -> httpx.AsyncClient:
+        """An async client for many public calls at once (``turnout replay``)."""
+        limits = httpx.Limits(max_connections=concurrency)
+        return httpx.AsyncClient(base_url=self.url, timeout=30.0, limits=limits)

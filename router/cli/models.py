@@ -6,9 +6,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from router.cli.common import console, fail
+from router.cli.render import models_table
 from router.core.errors import TurnoutError
 from router.core.settings import Settings
 
@@ -77,33 +85,49 @@ def loadable(root: Path, family: str, version: str) -> bool:
 def train_family(
     settings: Settings, family: str, jobs: list[tuple[str, str, str]], data: Path | None
 ) -> None:
-    from model_workers.train import FAMILY_RECIPES, TabularDataset, load_dataset, load_wine_dataset
+    from model_workers.train import FAMILY_RECIPES, load_dataset, load_wine_dataset
     from model_workers.train import train as run_training
 
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
     dataset: Any
-    try:
-        dataset = (
-            load_wine_dataset() if family == "wine" else load_dataset(data or settings.dataset)
-        )
-    except TurnoutError as exc:
-        raise fail(exc.detail) from None
-    rows = len(dataset.labels)
-    for _, name, ver in jobs:
-        with console.status(f"training {family} {ver} (recipe {name}) on {rows} rows"):
+    with progress:
+        task = progress.add_task(f"reading the {family} data", total=len(jobs))
+        try:
+            dataset = (
+                load_wine_dataset() if family == "wine" else load_dataset(data or settings.dataset)
+            )
+        except TurnoutError as exc:
+            raise fail(exc.detail) from None
+        rows = len(dataset.labels)
+        for _, name, ver in jobs:
+            doing = f"training {family} {ver} (recipe {name}), {rows} rows"
+            progress.update(task, description=doing)
             recipe = FAMILY_RECIPES[family][name]
             card = run_training(recipe, ver, dataset, settings.models_dir, family)
-        m = card["metrics"]
-        where = settings.models_dir / family / ver
-        if isinstance(dataset, TabularDataset):
-            console.print(
-                f"trained {family} {ver}: accuracy {m['accuracy']:.4f}, macro F1 "
-                f"{m['macro_f1']:.4f}, log loss {m['log_loss']:.4f} -> {where}"
-            )
-        else:
-            console.print(
-                f"trained {family} {ver}: F1 {m['f1']:.4f}, ROC AUC {m['roc_auc']:.4f}, "
-                f"accuracy {m['accuracy']:.4f} -> {where}"
-            )
+            where = settings.models_dir / family / ver
+            progress.console.print(trained_line(family, ver, card, where))
+            progress.advance(task)
+        progress.update(task, description=f"trained {family}")
+
+
+def trained_line(family: str, version: str, card: dict[str, Any], where: Path) -> str:
+    m = card["metrics"]
+    if "macro_f1" in m:
+        return (
+            f"trained {family} {version}: accuracy {m['accuracy']:.4f}, macro F1 "
+            f"{m['macro_f1']:.4f}, log loss {m['log_loss']:.4f} -> {where}"
+        )
+    return (
+        f"trained {family} {version}: F1 {m['f1']:.4f}, ROC AUC {m['roc_auc']:.4f}, "
+        f"accuracy {m['accuracy']:.4f} -> {where}"
+    )
 
 
 @models_app.command("list")
@@ -119,16 +143,4 @@ def models_list(
     if as_json:
         print(json.dumps(cards, indent=2))
         return
-    table = Table("model", "version", "recipe", "F1", "ROC AUC", "accuracy", "trained at")
-    for c in cards:
-        m = c.get("metrics", {})
-        table.add_row(
-            c["model"],
-            c["version"],
-            str(c.get("recipe")),
-            f"{m.get('f1', m.get('macro_f1', 0)):.4f}",
-            f"{m.get('roc_auc', 0):.4f}",
-            f"{m.get('accuracy', 0):.4f}",
-            str(c.get("trained_at")),
-        )
-    console.print(table)
+    console.print(models_table(cards))

@@ -1,17 +1,98 @@
-"""Every terminal rendering of a report: rich tables built from the reports' plain data."""
+"""Every terminal rendering of a report: tables built from the reports' plain data.
+
+Tables are ``Grid``s: a grid is drawn as a table, stretched to the full width, when every cell
+fits in full; on a narrower terminal each row is stacked instead (its first cell as a heading,
+then ``column value`` pairs flowed across the width), so no number is ever cut to "0.9…".
+"""
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from router.reports.experiment import COMPARED
+
+CELL_GAP = 3
+
+
+class Grid:
+    """A table that fits its terminal: whole cells in columns, or each row stacked."""
+
+    def __init__(self, *headers: str, title: str | None = None) -> None:
+        self.headers = list(headers)
+        self.title = title
+        self.rows: list[tuple[list[str], str | None]] = []
+
+    def add_row(self, *cells: str, style: str | None = None) -> None:
+        self.rows.append((list(cells), style))
+
+    def width_needed(self) -> int:
+        """Characters the table takes with every cell on one line (borders and padding in)."""
+        widths = [Text.from_markup(h).cell_len for h in self.headers]
+        for cells, _ in self.rows:
+            for i, cell in enumerate(cells):
+                widths[i] = max(widths[i], max(_lines(cell)))
+        return sum(widths) + 3 * len(widths) + 1
+
+    def table(self) -> Table:
+        table = Table(title=self.title, expand=True)
+        for header in self.headers:
+            table.add_column(header, no_wrap=True, overflow="fold")
+        for cells, style in self.rows:
+            table.add_row(*cells, style=style)
+        return table
+
+    def stacked(self, width: int) -> Group:
+        parts: list[RenderableType] = []
+        if self.title:
+            parts.append(Text(self.title, style="bold italic"))
+        for cells, style in self.rows:
+            heading = Text.assemble((f"{self.headers[0]} ", "dim"))
+            heading.append_text(Text.from_markup(cells[0], style=style or "bold"))
+            parts.append(heading)
+            pairs = [
+                Text.assemble((f"{header} ", "dim"), Text.from_markup(cell))
+                for header, cell in zip(self.headers[1:], cells[1:], strict=True)
+            ]
+            parts.extend(_flow(pairs, width))
+        if not self.rows:
+            parts.append(Text("(none)", style="dim"))
+        return Group(*parts)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if self.width_needed() <= options.max_width:
+            yield self.table()
+        else:
+            yield self.stacked(options.max_width)
+
+
+def _lines(cell: str) -> Iterable[int]:
+    return (Text.from_markup(line).cell_len for line in cell.split("\n"))
+
+
+def _flow(pairs: list[Text], width: int, indent: int = 2) -> list[Text]:
+    """``column value`` pairs laid out left to right, a new line when the next would not fit."""
+    lines: list[Text] = []
+    line = Text(" " * indent)
+    for pair in pairs:
+        used = line.cell_len > indent
+        if used and line.cell_len + CELL_GAP + pair.cell_len > width:
+            lines.append(line)
+            line, used = Text(" " * indent), False
+        if used:
+            line.append(" " * CELL_GAP)
+        line.append_text(pair)
+    lines.append(line)
+    return lines
 
 
 def _fmt(value: Any, spec: str = ".3f") -> str:
@@ -26,13 +107,23 @@ def _interval(pair: list[float] | None) -> str:
     return "-" if pair is None else f"[{pair[0]:.3f}, {pair[1]:.3f}]"
 
 
+def line(markup: str) -> Text:
+    return Text.from_markup(markup)
+
+
 def render_report(console: Console, report: dict[str, Any]) -> None:
-    console.print(
-        f"[bold]{report['experiment']}[/bold] (model {report['model']}, policy "
-        f"{report['policy']}, control {report['control']}, config {report['config_version']})",
-        highlight=False,
-    )
-    traffic = Table(
+    console.print(report_view(report))
+
+
+def report_view(report: dict[str, Any]) -> Group:
+    """``turnout report``: traffic, outcomes, the SRM check, differences, a bandit's arms."""
+    parts: list[RenderableType] = [
+        line(
+            f"[bold]{escape(report['experiment'])}[/bold] (model {report['model']}, policy "
+            f"{report['policy']}, control {report['control']}, config {report['config_version']})"
+        )
+    ]
+    traffic = Grid(
         "variant",
         "version",
         "weight %",
@@ -46,7 +137,7 @@ def render_report(console: Console, report: dict[str, Any]) -> None:
         "p99 ms",
         title="traffic",
     )
-    outcomes = Table(
+    outcomes = Grid(
         "variant",
         "positive rate",
         "mean score",
@@ -80,21 +171,21 @@ def render_report(console: Console, report: dict[str, Any]) -> None:
             f"{_fmt(fb['mean_reward'])} {_interval(fb['interval'])}",
             f"{_fmt(fb['accuracy'])} {_interval(fb['accuracy_interval'])}",
         )
-    console.print(traffic)
-    console.print(outcomes)
+    parts += [traffic, outcomes]
     check = report["srm"]
     if not check["checked"]:
-        console.print(f"sample ratio: not checked ({check['reason']})", highlight=False)
+        parts.append(line(f"sample ratio: not checked ({check['reason']})"))
     else:
         verdict = "[red]MISMATCH[/red]" if check["mismatch"] else "[green]ok[/green]"
-        console.print(
-            f"sample ratio: {verdict} (chi2 {_fmt(check['chi2'])}, df {check['df']}, "
-            f"p {_fmt(check['p_value'], '.3g')}, flagged below {check['alpha']}; "
-            f"observed {orjson.dumps(check['observed']).decode()})",
-            highlight=False,
+        parts.append(
+            line(
+                f"sample ratio: {verdict} (chi2 {_fmt(check['chi2'])}, df {check['df']}, "
+                f"p {_fmt(check['p_value'], '.3g')}, flagged below {check['alpha']}; "
+                f"observed {orjson.dumps(check['observed']).decode()})"
+            )
         )
     if report["comparisons"]:
-        diff = Table(
+        diff = Grid(
             "variant vs control", *COMPARED, title="difference from control [95%], two-sided p"
         )
         for item in report["comparisons"]:
@@ -106,13 +197,14 @@ def render_report(console: Console, report: dict[str, Any]) -> None:
                     f"p={_fmt(d['p_value'], '.3g')}"
                 )
             diff.add_row(f"{item['variant']} - {item['control']}", *cells)
-        console.print(diff)
+        parts.append(diff)
     if report.get("bandit"):
-        render_bandit(console, report["bandit"])
+        parts.append(bandit_view(report["bandit"]))
+    return Group(*parts)
 
 
-def render_bandit(console: Console, section: dict[str, Any]) -> None:
-    table = Table(
+def bandit_view(section: dict[str, Any]) -> Group:
+    table = Grid(
         "arm",
         "alpha",
         "beta",
@@ -143,25 +235,40 @@ def render_bandit(console: Console, section: dict[str, Any]) -> None:
             _fmt(arm["ipw_mean"]),
             _fmt(arm["snipw_mean"]),
         )
-    console.print(table)
     posterior = section.get("posterior") or {}
     age = posterior.get("age_seconds")
-    console.print(
-        f"expected regret so far {section['expected_regret']:.1f}; "
-        f"{section['sticky_pulls']} of {section['pulls']} assignments sticky; posterior age "
-        f"{_fmt(age, '.1f')} s (refreshed every {_fmt(posterior.get('refresh_interval'), 'g')} s, "
-        f"Redis {posterior.get('redis', '-')})",
-        highlight=False,
+    return Group(
+        table,
+        line(
+            f"expected regret so far {section['expected_regret']:.1f}; "
+            f"{section['sticky_pulls']} of {section['pulls']} assignments sticky; posterior age "
+            f"{_fmt(age, '.1f')} s (refreshed every "
+            f"{_fmt(posterior.get('refresh_interval'), 'g')} s, "
+            f"Redis {posterior.get('redis', '-')})"
+        ),
     )
 
 
 def render_shadow_report(console: Console, report: dict[str, Any]) -> None:
-    table = Table(title=f"shadow comparison: {report['experiment']}")
-    for column in ("primary", "shadow", "pairs", "agree", "95% CI", "McNemar p"):
-        table.add_column(column)
-    for column in ("delta mean", "p5/p50/p95", "p50 ms (p/s)", "p99 ms (p/s)", "err/drop"):
-        table.add_column(column)
-    table.add_column("acc (p/s)")
+    console.print(shadow_view(report))
+
+
+def shadow_view(report: dict[str, Any]) -> Group:
+    table = Grid(
+        "primary",
+        "shadow",
+        "pairs",
+        "agree",
+        "95% CI",
+        "McNemar p",
+        "delta mean",
+        "p5/p50/p95",
+        "p50 ms (p/s)",
+        "p99 ms (p/s)",
+        "err/drop",
+        "acc (p/s)",
+        title=f"shadow comparison: {report['experiment']}",
+    )
     for row in report["pairs"]:
         ci = row["agreement_interval"]
         delta = row["score_delta"]
@@ -181,13 +288,15 @@ def render_shadow_report(console: Console, report: dict[str, Any]) -> None:
             f"{row['shadow_errors']}/{row['shadow_dropped']}",
             f"{_fmt(fb['primary_accuracy'])}/{_fmt(fb['shadow_accuracy'])} (n={fb['n']})",
         )
-    console.print(table)
+    parts: list[RenderableType] = [table]
     for row in report["pairs"]:
-        console.print(
-            f"confusion {row['primary']} (rows) x {row['shadow']} (columns): "
-            f"{orjson.dumps(row['confusion']).decode()}",
-            highlight=False,
+        parts.append(
+            line(
+                f"confusion {row['primary']} (rows) x {row['shadow']} (columns): "
+                f"{escape(orjson.dumps(row['confusion']).decode())}"
+            )
         )
+    return Group(*parts)
 
 
 def show(value: Any) -> str:
@@ -198,30 +307,31 @@ def when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def events_table(events: list[dict[str, Any]], title: str = "audit history") -> Table:
-    table = Table("time (UTC)", "by", "action", "experiment", "flag", "old", "new", "reason")
-    table.title = title
+def events_table(events: list[dict[str, Any]], title: str = "audit history") -> Grid:
+    table = Grid(
+        "time (UTC)", "by", "action", "experiment", "flag", "old", "new", "reason", title=title
+    )
     for e in events:
         table.add_row(
             when(float(e["ts"])),
-            str(e["actor"]),
+            escape(str(e["actor"])),
             str(e["action"]),
             str(e["experiment"]),
             str(e["flag"] or ""),
-            show(e["old"]),
-            show(e["new"]),
-            str(e["reason"]),
+            escape(show(e["old"])),
+            escape(show(e["new"])),
+            escape(str(e["reason"])),
         )
     return table
 
 
-def flags_table(data: dict[str, Any]) -> Table:
-    table = Table("experiment", "flag", "value", "source")
+def flags_table(data: dict[str, Any]) -> Grid:
+    table = Grid("experiment", "flag", "value", "source")
     for name, item in data["experiments"].items():
         for flag, value in item["flags"].items():
             source = "override" if flag in item["overrides"] else "default"
             style = "bold yellow" if source == "override" else None
-            table.add_row(name, flag, show(value), source, style=style)
+            table.add_row(name, flag, escape(show(value)), source, style=style)
     return table
 
 
@@ -229,8 +339,8 @@ def weights_text(weights: dict[str, float]) -> str:
     return ", ".join(f"{v} {w:g}%" for v, w in weights.items())
 
 
-def status_table(experiments: dict[str, Any], flags: dict[str, Any] | None) -> Table:
-    table = Table(
+def status_table(experiments: dict[str, Any], flags: dict[str, Any] | None) -> Grid:
+    table = Grid(
         "experiment", "model", "policy", "weights", "rollout / srm", "flags", "upstreams", "config"
     )
     for exp in experiments["experiments"]:
@@ -286,27 +396,33 @@ def srm_problems(experiments: dict[str, Any]) -> list[str]:
 
 
 def render_rollout(console: Console, data: dict[str, Any]) -> None:
+    console.print(rollout_view(data))
+
+
+def rollout_view(data: dict[str, Any]) -> Group:
     """``turnout rollout status``: where the rollout stands, each gate, what comes next."""
-    console.print(
-        f"[bold]{data['experiment']}[/bold] (control {data['control']}); weights in force "
-        f"{weights_text(data['weights'])}",
-        highlight=False,
-    )
+    parts: list[RenderableType] = [
+        line(
+            f"[bold]{data['experiment']}[/bold] (control {data['control']}); weights in force "
+            f"{weights_text(data['weights'])}"
+        )
+    ]
     rollout = data.get("rollout")
     if rollout:
         step = rollout["step"]
         where = "-" if step is None else ("entry gate" if step < 0 else f"{step + 1}")
-        console.print(
-            f"candidate {rollout['candidate']}: {rollout['phase']}, step {where} of "
-            f"{rollout['steps']} ({_fmt(rollout['percent'], 'g')}%), "
-            f"{_fmt(rollout['step_age_s'], '.0f')} s on this step; "
-            f"alpha {rollout['alpha']:g} ({rollout['alpha_per_gate_and_step']:.2g} per gate "
-            "and step)",
-            highlight=False,
+        parts.append(
+            line(
+                f"candidate {rollout['candidate']}: {rollout['phase']}, step {where} of "
+                f"{rollout['steps']} ({_fmt(rollout['percent'], 'g')}%), "
+                f"{_fmt(rollout['step_age_s'], '.0f')} s on this step; "
+                f"alpha {rollout['alpha']:g} ({rollout['alpha_per_gate_and_step']:.2g} per gate "
+                "and step)"
+            )
         )
         if rollout["reason"]:
-            console.print(f"last change: {rollout['reason']}", highlight=False)
-        gates = Table("gate", "verdict", "estimate", "interval", "n", "method", "detail")
+            parts.append(Text(f"last change: {rollout['reason']}"))
+        gates = Grid("gate", "verdict", "estimate", "interval", "n", "method", "detail")
         for gate in rollout["gates"]:
             n = ", ".join(f"{k} {v:g}" for k, v in (gate.get("n") or {}).items())
             gates.add_row(
@@ -315,30 +431,32 @@ def render_rollout(console: Console, data: dict[str, Any]) -> None:
                 _fmt(gate.get("estimate"), ".4f"),
                 _interval(gate.get("interval")),
                 n or "-",
-                gate.get("method", ""),
-                gate.get("detail", ""),
+                escape(gate.get("method", "")),
+                escape(gate.get("detail", "")),
             )
-        console.print(gates)
-        console.print(f"next: {rollout['next']}", highlight=False)
+        parts.append(gates)
+        parts.append(Text(f"next: {rollout['next']}"))
     srm = data.get("srm")
     if srm:
         last = srm.get("last") or {}
-        console.print(
-            f"srm ({srm['action']}, p {srm['p']:g}): {srm['status']}; anytime p "
-            f"{_fmt(last.get('p_value'), '.2g')}, assigned {last.get('counts')}",
-            highlight=False,
+        parts.append(
+            line(
+                f"srm ({srm['action']}, p {srm['p']:g}): {srm['status']}; anytime p "
+                f"{_fmt(last.get('p_value'), '.2g')}, assigned {escape(str(last.get('counts')))}"
+            )
         )
-    history = Table("when", "action", "by", "from", "to", "reason", title="history")
+    history = Grid("when", "action", "by", "from", "to", "reason", title="history")
     for item in data.get("history", [])[-10:]:
         history.add_row(
             when(float(item.get("ts", 0))),
             str(item.get("action")),
-            str(item.get("actor", "")),
+            escape(str(item.get("actor", ""))),
             _position(item.get("from")),
             _position(item.get("to")),
-            str(item.get("reason", "")),
+            escape(str(item.get("reason", ""))),
         )
-    console.print(history)
+    parts.append(history)
+    return Group(*parts)
 
 
 def _position(value: Any) -> str:
@@ -366,3 +484,27 @@ def flag_summary(flags: dict[str, Any] | None, name: str) -> str:
     builtin = {"kill_switch", "forced_variant", "shadow_enabled", "frozen"}
     parts += [f"{k}={show(v)}" for k, v in item["overrides"].items() if k not in builtin]
     return ", ".join(parts) or "-"
+
+
+def replay_table(by_version: dict[str, int], accuracy: dict[str, float]) -> Grid:
+    table = Grid("version", "requests", "accuracy on the file's labels")
+    for version, n in sorted(by_version.items()):
+        acc = accuracy.get(version)
+        table.add_row(version, str(n), "-" if acc is None else f"{acc:.4f}")
+    return table
+
+
+def models_table(cards: list[dict[str, Any]]) -> Grid:
+    table = Grid("model", "version", "recipe", "F1", "ROC AUC", "accuracy", "trained at")
+    for c in cards:
+        m = c.get("metrics", {})
+        table.add_row(
+            c["model"],
+            c["version"],
+            str(c.get("recipe")),
+            f"{m.get('f1', m.get('macro_f1', 0)):.4f}",
+            f"{m.get('roc_auc', 0):.4f}",
+            f"{m.get('accuracy', 0):.4f}",
+            str(c.get("trained_at")),
+        )
+    return table

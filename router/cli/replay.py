@@ -12,11 +12,10 @@ from typing import Annotated, Any
 import httpx
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from router.cli.client import gateway_url
+from router.cli.client import GatewayClient
 from router.cli.common import JsonOption, UrlOption, console, err_console, fail, print_json
-from router.core.settings import Settings
+from router.cli.render import replay_table
 from router.flags.values import parse_value
 
 
@@ -89,7 +88,7 @@ class ReplayTally:
 
 
 async def _replay(
-    base: str,
+    gateway: GatewayClient,
     rows: list[Row],
     feedback: bool,
     concurrency: int,
@@ -102,8 +101,7 @@ async def _replay(
     for row in rows:
         queue.put_nowait(row)
     predict_path = f"/models/{model}/predict" if model else "/predict"
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, timeout=30.0, limits=limits) as client:
+    async with gateway.predictions(concurrency) as client:
 
         async def one(row: Row) -> None:
             body: dict[str, Any] = {"text": row.text}
@@ -189,7 +187,7 @@ def replay(
         raise fail(str(exc), 2) from None
     if not rows:
         raise fail(f"{file} has no rows with text in column {text_col!r}", 2)
-    base = gateway_url(url, Settings())
+    gateway = GatewayClient(url, None)
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -199,7 +197,7 @@ def replay(
         disable=as_json,
     )
     with progress:
-        tally = asyncio.run(_replay(base, rows, feedback, concurrency, model, progress))
+        tally = asyncio.run(_replay(gateway, rows, feedback, concurrency, model, progress))
     accuracy = {v: tally.correct[v] / n for v, n in tally.labelled.items() if n}
     summary = {
         "rows": len(rows),
@@ -214,11 +212,7 @@ def replay(
     if as_json:
         print_json(summary)
     else:
-        table = Table("version", "requests", "accuracy on the file's labels")
-        for version, n in sorted(tally.by_version.items()):
-            acc = accuracy.get(version)
-            table.add_row(version, str(n), "-" if acc is None else f"{acc:.4f}")
-        console.print(table)
+        console.print(replay_table(dict(tally.by_version), accuracy))
         console.print(
             f"{tally.sent} sent, {tally.failed} failed"
             + (

@@ -239,3 +239,21 @@ def test_turnout_ui_off_and_token(
         assert httpx.get(f"{other.url}/ui/api/overview", headers=header).status_code == 200
     finally:
         other.stop()
+
+
+def test_report_watch_refreshes_from_the_gateway(stack: ConsoleStack) -> None:
+    from typer.testing import CliRunner
+
+    from router.cli import app as cli
+
+    result = CliRunner().invoke(
+        cli,
+        ["report", OPS, "--watch", "--count", "2", "--interval", "0.2", "--url", stack.url],
+        env={"COLUMNS": "80"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "traffic" in result.output
+    assert "every 0.2 s" in result.output
+    assert "…" not in result.output
+    refused = CliRunner().invoke(cli, ["report", OPS, "--watch", "--json", "--url", stack.url])
+    assert refused.exit_code == 2

@@ -69,3 +69,19 @@ def test_train_if_missing_trains_again_a_version_that_no_longer_loads(
     assert load(root, "wine", "v1").version == "v1"
     again = runner.invoke(app, ["train", "--model", "wine", "--all", "--if-missing"], env=env)
     assert "all model versions are trained" in again.output
+
+
+def test_train_shows_progress_per_version(tmp_path: Path) -> None:
+    from router.core.settings import Settings
+
+    lines = Settings().dataset.read_text(encoding="utf-8").splitlines()[:600]
+    data = tmp_path / "sample.csv"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = runner.invoke(
+        app,
+        ["train", "--recipe", "v1", "--data", str(data)],
+        env={"TURNOUT_MODELS_DIR": str(tmp_path / "models"), "COLUMNS": "100"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "trained profanity v1: F1" in result.output
+    assert "1/1" in result.output  # the progress bar's count of versions
