@@ -19,7 +19,7 @@ train: $(STAMP)
 	$(BIN)/turnout train --all --if-missing
 
 run: train
-	$(BIN)/turnout up
+	$(BIN)/turnout up --traffic 5
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -83,14 +83,28 @@ def gateway(
 
 
 @app.command()
-def up() -> None:
+def up(
+    traffic: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Also send this many sample requests per second (with feedback) through the "
+            "gateway, so the console has traffic to show (make run: 5).",
+        ),
+    ] = 0.0,
+) -> None:
     """Start the local stack: Redis, the workers the experiments name, and the gateway."""
+    from router.local.demo import DemoTraffic
     from router.local.stack import Stack
 
     settings = load_settings()
     stack = Stack(settings)
+    demo: DemoTraffic | None = None
     try:
-        stack.start(lambda line: console.print(line, highlight=False))
+        url = stack.start(lambda line: console.print(line, highlight=False))
+        if traffic:
+            demo = DemoTraffic(url, traffic, settings).start()
+            console.print(f"sending about {traffic:g} sample requests/s with feedback to {url}")
         stack.watch(lambda line: console.print(line, highlight=False))
     except (TurnoutError, RuntimeError, TimeoutError) as exc:
         stack.stop()
@@ -98,4 +112,6 @@ def up() -> None:
     except KeyboardInterrupt:
         pass
     console.print("stopping")
+    if demo is not None:
+        demo.stop()
     stack.stop()

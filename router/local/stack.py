@@ -182,6 +182,8 @@ class Stack:
             say(f"gateway ready at {url}")
         else:
             say(f"gateway up at {url} but NOT READY: {readiness(url)}")
+        if settings.ui != "off":
+            say(f"console at {url}/ui/")
         return url
 
     def _report_external(

@@ -24,6 +24,7 @@ def experiment_status(route: Route, rollout: dict[str, Any] | None) -> dict[str,
         "shadow": exp.shadow.model_dump() if exp.shadow else None,
         "input": exp.input.model_dump(exclude_defaults=True) or {"kind": "text"},
         "fallback": list(exp.fallback),
+        "sample_input": exp.sample_input,
         "upstreams": {
             v: {
                 "url": u.url,

@@ -109,3 +109,45 @@ def test_up_starts_turnout_workers_only_and_says_which_servers_are_not_ready(
         assert names.count(" worker ") == 1 and f"--port {worker}" in names
     finally:
         stack.stop()
+
+
+def test_up_with_traffic_shows_live_traffic_in_the_printed_console(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    """What ``make run`` does: the printed console URL shows traffic with no other step."""
+    ports = {v: free_port() for v in ("v1", "v2")}
+    workers = {v: f"http://127.0.0.1:{p}" for v, p in ports.items()}
+    write_experiment(tmp_path / "experiments", canary_yaml(workers, {"v1": 70, "v2": 30}))
+    gateway_port = free_port()
+    stack = ManagedProcess(
+        "turnout up",
+        [sys.executable, "-m", "router", "up", "--traffic", "20"],
+        env={
+            "TURNOUT_MODELS_DIR": str(models_dir),
+            "TURNOUT_EXPERIMENTS_DIR": str(tmp_path / "experiments"),
+            "TURNOUT_STATE_DIR": str(tmp_path / "state"),
+            "TURNOUT_PORT": str(gateway_port),
+            "TURNOUT_REDIS_PORT": str(free_port()),
+            "COLUMNS": "200",
+        },
+        log_path=tmp_path / "up.log",
+    ).start()
+    try:
+        console = f"console at http://127.0.0.1:{gateway_port}/ui/"
+        poll_until(
+            lambda: console in stack.output() or not stack.alive(), 120, what="the console URL"
+        )
+        assert stack.alive(), stack.output()
+        url = stack.output().split("console at ", 1)[1].split()[0]
+        assert httpx.get(url).status_code == 200
+
+        def traffic() -> int:
+            body = httpx.get(f"{url}api/experiments/exp?range=15m").json()
+            volume = body["charts"]["volume"]["series"][:-1]
+            return int(sum(v for s in volume for _, v in s["data"] if v))
+
+        poll_until(lambda: traffic() >= 40, 30, what="demo traffic in the console")
+        seen = traffic()
+        poll_until(lambda: traffic() > seen, 15, what="more traffic: it is live")
+    finally:
+        stack.stop()
