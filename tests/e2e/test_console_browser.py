@@ -31,7 +31,11 @@ from tests.console_stack import (
     start_console_stack,
 )
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = next(
+    (found for name in ("chromium", "google-chrome") if (found := shutil.which(name))),
+    "/usr/bin/chromium",
+)
+"""Debian's chromium (``.ci/run`` installs it), or the Chrome a hosted CI runner has."""
 FLAGS = [
     "--disable-gpu",
     "--disable-quic",
