@@ -59,18 +59,10 @@ class GatewayClient:
             raise GatewayError(f"refused ({response.status_code} {error}): {detail}")
         return payload
 
-    def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: dict[str, Any] | None = None,
-        params: dict[str, Any] | None = None,
-        admin: bool = True,
-    ) -> Any:
+    def call(self, method: str, path: str, **options: Any) -> Any:
         """``request``, with a refusal printed and turned into exit 1."""
         try:
-            return self.request(method, path, body=body, params=params, admin=admin)
+            return self.request(method, path, **options)
         except GatewayError as exc:
             raise fail(str(exc)) from None
 

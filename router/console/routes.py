@@ -23,8 +23,8 @@ from router.admin.actions import check_reason
 from router.console.access import Access, refuse_cross_site
 from router.console.filters import FILTERS
 from router.console.views import ConsoleData
-from router.core.errors import InvalidInput, PayloadTooLarge, Unauthorized, UnsupportedMediaType
-from router.core.http import ErrorPage, json_response
+from router.core.errors import InvalidInput, Unauthorized, UnsupportedMediaType
+from router.core.http import ErrorPage, json_response, read_body
 from router.flags.values import CLEAR, parse_value
 from router.routing.steering import resolve_variant
 from router.routing.table import Route
@@ -81,15 +81,8 @@ async def read_form(request: Request) -> dict[str, str]:
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type != FORM_TYPE:
         raise UnsupportedMediaType(f"content-type must be {FORM_TYPE}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > FORM_LIMIT:
-            raise PayloadTooLarge(f"form exceeds {FORM_LIMIT} bytes")
-        chunks.append(chunk)
     try:
-        text = b"".join(chunks).decode("utf-8")
+        text = (await read_body(request, FORM_LIMIT)).decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidInput("form is not valid UTF-8") from None
     return dict(parse_qsl(text, keep_blank_values=True))

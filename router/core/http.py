@@ -42,6 +42,24 @@ def error_body(code: str, detail: str) -> dict[str, str]:
     return {"error": code, "detail": detail}
 
 
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The whole body, refused (413) as soon as it is known to exceed ``max_bytes``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"body of {declared} bytes exceeds the limit of {max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise PayloadTooLarge(f"body exceeds the limit of {max_bytes} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientDisconnected("the client disconnected before sending its whole body") from None
+    return b"".join(chunks)
+
+
 async def read_json(
     request: Request,
     max_bytes: int,
@@ -61,20 +79,7 @@ async def read_json(
         raise UnsupportedMediaType(
             f"content-type must be {JSON_TYPE}, got {content_type or 'none'!r}"
         )
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise PayloadTooLarge(f"body of {declared} bytes exceeds the limit of {max_bytes} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_bytes:
-                raise PayloadTooLarge(f"body exceeds the limit of {max_bytes} bytes")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise ClientDisconnected("the client disconnected before sending its whole body") from None
-    raw = b"".join(chunks)
+    raw = await read_body(request, max_bytes)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

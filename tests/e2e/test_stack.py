@@ -13,6 +13,29 @@ from router.local.processes import ManagedProcess, free_port, poll_until
 from tests.conftest import canary_yaml, write_experiment
 
 
+def turnout_up(
+    models_dir: Path, tmp_path: Path, *args: str, **env: str
+) -> tuple[ManagedProcess, int]:
+    """``turnout up`` on the test's experiments folder, free ports and a state folder of its own;
+    returns the process and the gateway's port."""
+    gateway_port = free_port()
+    stack = ManagedProcess(
+        "turnout up",
+        [sys.executable, "-m", "router", "up", *args],
+        env={
+            "TURNOUT_MODELS_DIR": str(models_dir),
+            "TURNOUT_EXPERIMENTS_DIR": str(tmp_path / "experiments"),
+            "TURNOUT_STATE_DIR": str(tmp_path / "state"),
+            "TURNOUT_PORT": str(gateway_port),
+            "TURNOUT_REDIS_PORT": str(free_port()),
+            "COLUMNS": "200",
+            **env,
+        },
+        log_path=tmp_path / "up.log",
+    ).start()
+    return stack, gateway_port
+
+
 def test_up_serves_the_experiment_and_ctrl_c_stops_everything(
     models_dir: Path, tmp_path: Path
 ) -> None:
@@ -22,20 +45,7 @@ def test_up_serves_the_experiment_and_ctrl_c_stops_everything(
         tmp_path / "experiments",
         canary_yaml(workers, {"v1": 90, "v2": 10, "v3": 0}, sticky="user_id"),
     )
-    gateway_port = free_port()
-    stack = ManagedProcess(
-        "turnout up",
-        [sys.executable, "-m", "router", "up"],
-        env={
-            "TURNOUT_MODELS_DIR": str(models_dir),
-            "TURNOUT_EXPERIMENTS_DIR": str(tmp_path / "experiments"),
-            "TURNOUT_STATE_DIR": str(tmp_path / "state"),
-            "TURNOUT_PORT": str(gateway_port),
-            "TURNOUT_REDIS_PORT": str(free_port()),
-            "COLUMNS": "200",
-        },
-        log_path=tmp_path / "up.log",
-    ).start()
+    stack, gateway_port = turnout_up(models_dir, tmp_path)
     try:
         ready = f"gateway ready at http://127.0.0.1:{gateway_port}"
         poll_until(
@@ -77,21 +87,7 @@ def test_up_starts_turnout_workers_only_and_says_which_servers_are_not_ready(
         f"  seed: {{url: 'http://127.0.0.1:{passive}', protocol: http_json, health: none}}\n"
         "policy: {kind: canary, weights: {v1: 80, bento: 10, seed: 10}}\n",
     )
-    gateway_port = free_port()
-    stack = ManagedProcess(
-        "turnout up",
-        [sys.executable, "-m", "router", "up"],
-        env={
-            "TURNOUT_MODELS_DIR": str(models_dir),
-            "TURNOUT_EXPERIMENTS_DIR": str(tmp_path / "experiments"),
-            "TURNOUT_STATE_DIR": str(tmp_path / "state"),
-            "TURNOUT_PORT": str(gateway_port),
-            "TURNOUT_REDIS_PORT": str(free_port()),
-            "TURNOUT_UP_READY_TIMEOUT": "3",
-            "COLUMNS": "200",
-        },
-        log_path=tmp_path / "up.log",
-    ).start()
+    stack, gateway_port = turnout_up(models_dir, tmp_path, TURNOUT_UP_READY_TIMEOUT="3")
     try:
         ready = f"gateway ready at http://127.0.0.1:{gateway_port}"
         poll_until(
@@ -118,20 +114,7 @@ def test_up_with_traffic_shows_live_traffic_in_the_printed_console(
     ports = {v: free_port() for v in ("v1", "v2")}
     workers = {v: f"http://127.0.0.1:{p}" for v, p in ports.items()}
     write_experiment(tmp_path / "experiments", canary_yaml(workers, {"v1": 70, "v2": 30}))
-    gateway_port = free_port()
-    stack = ManagedProcess(
-        "turnout up",
-        [sys.executable, "-m", "router", "up", "--traffic", "20"],
-        env={
-            "TURNOUT_MODELS_DIR": str(models_dir),
-            "TURNOUT_EXPERIMENTS_DIR": str(tmp_path / "experiments"),
-            "TURNOUT_STATE_DIR": str(tmp_path / "state"),
-            "TURNOUT_PORT": str(gateway_port),
-            "TURNOUT_REDIS_PORT": str(free_port()),
-            "COLUMNS": "200",
-        },
-        log_path=tmp_path / "up.log",
-    ).start()
+    stack, gateway_port = turnout_up(models_dir, tmp_path, "--traffic", "20")
     try:
         console = f"console at http://127.0.0.1:{gateway_port}/ui/"
         poll_until(
