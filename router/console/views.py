@@ -163,6 +163,8 @@ class ConsoleData:
                 weights = charts.weights_over_time(
                     rollout, out["status"]["weights_in_force"], wanted.start, wanted.end
                 )
+                if exp.policy.kind == "bandit":  # its shares follow rewards: no weights to show
+                    weights = {}
                 specs["traffic"] = charts.traffic(history, weights)
                 specs["volume"] = charts.volume(history)
                 specs["latency"] = charts.latency(history)
