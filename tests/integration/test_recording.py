@@ -7,6 +7,7 @@ are real processes, Redis is a real server, and the requests go through the whol
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -316,3 +317,38 @@ def test_feedback_needs_a_prediction_to_credit(redis_server: RedisTopology, tmp_
         await recorder.close()
 
     asyncio.run(scenario())
+
+
+def test_history_buckets_are_written_with_each_batch_on_every_topology(
+    redis_server: RedisTopology, tmp_path: Path
+) -> None:
+    """The console's per-minute and per-hour buckets go in the same per-experiment script call
+    as every other counter, so they work on a cluster too, and read back whole."""
+    from router.reports.history import history_report, parse_range, plan
+    from router.reports.reads import read_history
+
+    settings = Settings(**redis_server.settings, experiments_dir=tmp_path)
+    names = [f"hist-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    now = time.time()
+
+    async def scenario() -> dict[str, int]:
+        recorder = RedisRecorder(settings, GatewayMetrics())
+        for i in range(30):
+            for n, name in enumerate(names):
+                event = make_outcome(f"{name}-{i}", name)
+                ts = now - 60 * (i % 5)
+                recorder.record(dataclasses.replace(event, ts=ts, variant=f"v{n + 1}"))
+        assert await recorder.flush()
+        totals = {}
+        for name in names:
+            wanted = parse_range("15m", None, now, settings.history_hour_retention)
+            chosen = plan(name, wanted, now, settings.history_minute_retention)
+            hashes = await read_history(recorder.redis, chosen.keys)
+            totals[name] = sum(history_report(chosen, wanted, hashes, [])["total"])
+        await recorder.close()
+        return totals
+
+    assert asyncio.run(scenario()) == dict.fromkeys(names, 30)
+    direct = redis_server.client()
+    minute = keys.history(names[0], "m", int(now) // 3600)
+    assert 0 < direct.ttl(minute) <= settings.history_minute_retention + 3600
