@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import random
 import statistics
 import sys
@@ -40,7 +41,9 @@ from benchmarks.harness import (
 )
 from router.local.processes import free_port
 from router.local.redis_server import EmbeddedRedis
+from router.recording.buffer import Pending
 from router.recording.events import HistoryRetention, Outcome, Tally, count_outcome
+from router.recording.recorder import encode_batch
 from router.reports.history import Plan, history_report, parse_range
 from router.reports.reads import read_history
 from router.storage import keys
@@ -215,8 +218,57 @@ def page_time(args: argparse.Namespace, workdir: Path) -> None:
         server.stop()
 
 
+def encode_cost(batches: int = 200, size: int = 500) -> dict[str, float]:
+    """Microseconds of gateway CPU per event to encode a batch, history off and on (in-process,
+    so the machine's other load does not blur it)."""
+    rng = random.Random(2)
+    now = time.time()
+    events = [
+        Pending(
+            f"t:{i}",
+            Outcome(
+                f"r{i}",
+                "bench",
+                "cv",
+                rng.choice(list(VARIANTS)),
+                "v1",
+                "v1",
+                True,
+                0.8,
+                "u",
+                200,
+                rng.uniform(2, 9),
+                1,
+                0.7,
+                False,
+                now + i * 0.01,
+            ),
+        )
+        for i in range(size)
+    ]
+    retention = HistoryRetention(7 * DAY, 90 * DAY)
+    out = {}
+    for name, history in (("off", None), ("on", retention)):
+        best = math.inf
+        for _ in range(5):
+            started = time.perf_counter()
+            for _ in range(batches // 5):
+                encode_batch(events, 100_000, 86_400, history)
+            best = min(best, time.perf_counter() - started)
+        out[name] = 1e6 * best / (batches // 5 * size)
+    return out
+
+
+def evalsha(client: redis.Redis) -> tuple[int, int]:
+    """Calls of the write script and the microseconds Redis spent in them so far."""
+    stats = client.info("commandstats").get("cmdstat_evalsha", {})
+    return int(stats.get("calls", 0)), int(stats.get("usec", 0))
+
+
 def throughput(args: argparse.Namespace, workdir: Path) -> None:
+    cost = encode_cost()
     server = EmbeddedRedis(workdir / "load-redis", port=free_port()).start()
+    client = redis.Redis.from_url(server.url, decode_responses=True)
     env = {**models_env(), "TURNOUT_REDIS_URL": server.url}
     worker = start_worker("v1", env)
     experiments = write_canary(workdir / "load-experiments", worker.url)
@@ -229,13 +281,17 @@ def throughput(args: argparse.Namespace, workdir: Path) -> None:
         for i in range(args.repeats):
             order = (("off", off), ("on", on)) if i % 2 == 0 else (("on", on), ("off", off))
             for name, gateway in order:
+                _, usec = evalsha(client)
                 result = cpu_leg(
                     f"{gateway.url}/predict", [gateway], args.concurrency, args.duration
                 )
+                time.sleep(0.5)  # the last batches of the leg reach Redis
+                _, after = evalsha(client)
                 legs[name].append(
                     {
                         "rps": result["rps"],
                         "cpu": result["cpu_ms_per_request"][0],
+                        "redis_us": (after - usec) / max(result["requests"], 1),
                         "errors": result["errors"],
                     }
                 )
@@ -251,14 +307,32 @@ def throughput(args: argparse.Namespace, workdir: Path) -> None:
                 f"  history {name:<20}{rps[name]:9.1f} req/s   gateway CPU "
                 f"{cpu[name]:.3f} ms/request"
             )
+        pairs = [b["rps"] / a["rps"] for a, b in zip(legs["off"], legs["on"], strict=True)]
         print(f"  throughput ratio on / off   {rps['on'] / rps['off']:9.3f}   (goal >= 0.97)")
+        print(
+            f"  median of the {len(pairs)} paired legs' ratios {median(pairs):.3f} "
+            f"(range {min(pairs):.3f} .. {max(pairs):.3f})"
+        )
         print(f"  CPU ratio on / off          {cpu['on'] / cpu['off']:9.3f}")
+        redis_us = {n: median([leg["redis_us"] for leg in legs[n]]) for n in legs}
+        print(
+            f"  Redis time in the write script  off {redis_us['off']:.1f} us/request, "
+            f"on {redis_us['on']:.1f} us/request"
+        )
+        added = cost["on"] - cost["off"]
+        print(
+            f"  encoding a batch in the gateway off {cost['off']:.2f} us/event, on "
+            f"{cost['on']:.2f} us/event (in-process, best of 5): history adds "
+            f"{added:.2f} us, {100 * added / 1000 / cpu['off']:.2f}% of the gateway's CPU per "
+            "request"
+        )
         print(f"  legs rps off {[leg['rps'] for leg in legs['off']]}")
         print(f"  legs rps on  {[leg['rps'] for leg in legs['on']]}")
         print(f"  failed at the client        off {errors['off']}, on {errors['on']}")
     finally:
         for service in (on, off, worker):
             service.process.stop()
+        client.close()
         server.stop()
 
 
