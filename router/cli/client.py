@@ -8,12 +8,20 @@ import httpx
 
 from router.cli.common import fail
 from router.core.settings import Settings
+from router.core.state import StateFolder
 
 
 def gateway_url(url: str | None, settings: Settings) -> str:
     """``--url``, else TURNOUT_ADMIN_URL, else the local gateway (TURNOUT_HOST:TURNOUT_PORT)."""
     chosen = url or settings.admin_url or f"http://{settings.host}:{settings.port}"
     return chosen.rstrip("/")
+
+
+def local_admin_token(url: str, settings: Settings) -> str | None:
+    """The admin token ``turnout up`` made in the state folder, for its own gateway only: a
+    token is never sent to a gateway it was not made for."""
+    admin = StateFolder(settings.state_dir).read_admin_token()
+    return admin.token if admin is not None and admin.gateway_url == url else None
 
 
 class GatewayError(Exception):
@@ -27,9 +35,14 @@ class GatewayClient:
         settings = Settings()
         self.url = gateway_url(url, settings)
         secret = settings.admin_token.get_secret_value() if settings.admin_token else None
-        self.token = token or secret
+        self.token = token or secret or local_admin_token(self.url, settings)
         if need_token and not self.token:
-            raise fail("no admin token: pass --token or set TURNOUT_ADMIN_TOKEN", 2)
+            raise fail(
+                "no admin token: pass --token or set TURNOUT_ADMIN_TOKEN (a local stack "
+                "started by `turnout up` without configured tokens makes one in its state "
+                "folder, TURNOUT_STATE_DIR)",
+                2,
+            )
         self.client = httpx.Client(base_url=self.url, timeout=10.0)
 
     def request(

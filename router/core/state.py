@@ -9,6 +9,9 @@ path                  holds
                       without one; removed when the stack stops
 ``salt``              the user-hash salt ``turnout up`` generated (random, mode 0600), kept
                       across runs so users keep their hashes; every replica of the stack uses it
+``admin-token``       the local admin token ``turnout up`` made when none is configured (random,
+                      new each run, mode 0600) and the gateway URL it is for: the CLI sends it
+                      to that gateway only; removed when the stack stops
 ``last-good/``        the last version of each experiment file that loaded (one folder per
                       experiments folder), served by a fresh gateway when the file is refused
 ``flags.json``        the last flag overrides a gateway saw, with the Redis (a hash of its URL)
@@ -35,6 +38,7 @@ from typing import Any
 
 import orjson
 import redis
+from pydantic import SecretStr
 
 from router.core import logs
 from router.core.errors import ConfigError
@@ -50,6 +54,21 @@ DEFAULT_SALT = "turnout"
 class StackInfo:
     redis_url: str
     pid: int
+
+
+LOCAL_ADMIN = "local"
+"""The name of the local stack's admin token: what the audit trail records as the actor."""
+
+
+@dataclass(frozen=True)
+class LocalAdmin:
+    """The admin token ``turnout up`` made, and the gateway that accepts it."""
+
+    gateway_url: str
+    token: str
+
+    def __repr__(self) -> str:  # never the token, whatever prints this
+        return f"LocalAdmin(gateway_url={self.gateway_url!r})"
 
 
 def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -107,6 +126,31 @@ class StateFolder:
             salt = secrets.token_hex(32)
             write_atomically(self.salt_file, salt.encode(), mode=0o600)
         return salt
+
+    # --- the local admin token --------------------------------------------------------
+    @property
+    def admin_token_file(self) -> Path:
+        return self.root / "admin-token"
+
+    def make_admin_token(self, gateway_url: str) -> LocalAdmin:
+        """A new random admin token for the stack's gateway at ``gateway_url``, kept (mode
+        0600) until ``clear_admin_token``."""
+        admin = LocalAdmin(gateway_url.rstrip("/"), secrets.token_urlsafe(32))
+        data = orjson.dumps({"gateway_url": admin.gateway_url, "token": admin.token})
+        write_atomically(self.admin_token_file, data, mode=0o600)
+        return admin
+
+    def read_admin_token(self) -> LocalAdmin | None:
+        data = self._read_json(self.admin_token_file)
+        if not isinstance(data, dict):
+            return None
+        url, token = data.get("gateway_url"), data.get("token")
+        if not isinstance(url, str) or not isinstance(token, str) or not token:
+            return None
+        return LocalAdmin(url, token)
+
+    def clear_admin_token(self) -> None:
+        self.admin_token_file.unlink(missing_ok=True)
 
     # --- last good experiment files -----------------------------------------------------
     def last_good_dir(self, experiments_dir: Path) -> Path:
@@ -169,6 +213,11 @@ def _url_key(redis_url: str) -> str:
     return hashlib.sha256(redis_url.encode()).hexdigest()[:16]
 
 
+def admin_tokens_configured(settings: Settings) -> bool:
+    """Whether the gateway's admin tokens were configured: those always win over a local one."""
+    return bool(settings.admin_tokens) or settings.admin_tokens_file is not None
+
+
 def join_local_stack(settings: Settings) -> Settings:
     """A replica's settings: with no Redis configured, the Redis (and salt) of the local stack
     that runs in the state folder; with none running, a refusal naming the ways out. Never a
@@ -199,5 +248,8 @@ def join_local_stack(settings: Settings) -> Settings:
     salt = state.read_salt()
     if salt is not None and "user_hash_salt" not in settings.model_fields_set:
         update["user_hash_salt"] = salt  # the same users must hash the same on every replica
+    admin = state.read_admin_token()
+    if admin is not None and not admin_tokens_configured(settings):
+        update["admin_tokens"] = {LOCAL_ADMIN: SecretStr(admin.token)}  # as the stack's gateway
     logs.event(log, "joined_local_stack", redis_url=stack.redis_url, state_dir=str(state.root))
     return settings.model_copy(update=update)

@@ -8,6 +8,7 @@ says which are not.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -24,7 +25,7 @@ from router.config.loader import LoadReport
 from router.config.resolve import load_directory
 from router.core.errors import ConfigError
 from router.core.settings import Settings
-from router.core.state import StackInfo, StateFolder
+from router.core.state import LOCAL_ADMIN, StackInfo, StateFolder, admin_tokens_configured
 from router.local.processes import ManagedProcess, http_ok, poll_until
 from router.local.redis_server import EmbeddedRedis
 from router.storage.client import redis_configured
@@ -170,8 +171,15 @@ class Stack:
             self._wait(child)
             say(f"{child.name} ready at {str(child.ready_url).removesuffix('/readyz')}")
         url = f"http://{settings.host}:{settings.port}"
+        admin = None
+        gateway_env = dict(env)
+        if admin_tokens_configured(settings):
+            self.state.clear_admin_token()  # a previous run's: the configured tokens win
+        else:
+            admin = self.state.make_admin_token(url)
+            gateway_env["TURNOUT_ADMIN_TOKENS"] = json.dumps({LOCAL_ADMIN: admin.token})
         argv = [sys.executable, "-m", "router", "gateway", "--port", str(settings.port)]
-        launch = self._launcher("gateway", argv, env, logs / "gateway.log")
+        launch = self._launcher("gateway", argv, gateway_env, logs / "gateway.log")
         gateway = Child("gateway", launch, f"{url}/healthz", 60.0, launch())
         self.children.append(gateway)
         self._wait(gateway)
@@ -182,6 +190,11 @@ class Stack:
             say(f"gateway ready at {url}")
         else:
             say(f"gateway up at {url} but NOT READY: {readiness(url)}")
+        if admin is not None:  # printed this once; the CLI reads it from the state folder
+            say(
+                f"admin token {admin.token} (made for this run, kept in "
+                f"{self.state.admin_token_file}; `turnout` commands use it for {url})"
+            )
         if settings.ui != "off":
             say(f"console at {url}/ui/")
         return url
@@ -243,6 +256,7 @@ class Stack:
             self.redis = None
         self.children.clear()
         self.state.clear_stack()
+        self.state.clear_admin_token()
 
     def supervise(self, say: Callable[[str], object] = print) -> None:
         """One round: restart children that exited and whose backoff is over; raise

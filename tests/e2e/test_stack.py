@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
+import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -36,6 +40,28 @@ def turnout_up(
     return stack, gateway_port
 
 
+def turnout_cli(
+    tmp_path: Path, gateway_port: int, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """A ``turnout`` command as a user runs it next to that stack: same state folder and port,
+    no token of its own unless ``env`` gives one."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TURNOUT_")}
+    clean |= {
+        "TURNOUT_STATE_DIR": str(tmp_path / "state"),
+        "TURNOUT_PORT": str(gateway_port),
+        "COLUMNS": "200",
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "router", *args],
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_up_serves_the_experiment_and_ctrl_c_stops_everything(
     models_dir: Path, tmp_path: Path
 ) -> None:
@@ -64,6 +90,27 @@ def test_up_serves_the_experiment_and_ctrl_c_stops_everything(
         assert r.status_code == 200
         assert r.json()["model_version"] in ("v1", "v2")
 
+        # No configured token: one was made, kept 0600 in the state folder, printed once next
+        # to "gateway ready at", and the CLI finds it for this gateway with no other step.
+        token_file = tmp_path / "state" / "admin-token"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        token = json.loads(token_file.read_text())["token"]
+        out = stack.output()
+        assert out.count(token) == 1
+        assert out.index(ready) < out.index(token)
+        done = turnout_cli(
+            tmp_path, gateway_port, "flags", "set", "exp", "kill_switch", "true", "--reason", "t"
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        flags = httpx.get(
+            f"http://127.0.0.1:{gateway_port}/admin/flags",
+            headers={"authorization": f"Bearer {token}"},
+        ).json()
+        assert flags["experiments"]["exp"]["flags"]["kill_switch"] is True, flags
+        history = turnout_cli(tmp_path, gateway_port, "flags", "history", "--json")
+        assert json.loads(history.stdout)["events"][0]["actor"] == "local"
+        assert token not in (tmp_path / "state" / "logs" / "gateway.log").read_text()
+
         stack.signal(signal.SIGINT)
         poll_until(lambda: not stack.alive(), 60, what="the stack to stop")
         poll_until(
@@ -71,6 +118,7 @@ def test_up_serves_the_experiment_and_ctrl_c_stops_everything(
             30,
             what="every child to exit",
         )
+        assert not token_file.exists()  # the token lived as long as its stack
     finally:
         stack.stop()
 
@@ -87,7 +135,13 @@ def test_up_starts_turnout_workers_only_and_says_which_servers_are_not_ready(
         f"  seed: {{url: 'http://127.0.0.1:{passive}', protocol: http_json, health: none}}\n"
         "policy: {kind: canary, weights: {v1: 80, bento: 10, seed: 10}}\n",
     )
-    stack, gateway_port = turnout_up(models_dir, tmp_path, TURNOUT_UP_READY_TIMEOUT="3")
+    configured = "configured-token-0123456789"
+    stack, gateway_port = turnout_up(
+        models_dir,
+        tmp_path,
+        TURNOUT_UP_READY_TIMEOUT="3",
+        TURNOUT_ADMIN_TOKENS=json.dumps({"ops": configured}),
+    )
     try:
         ready = f"gateway ready at http://127.0.0.1:{gateway_port}"
         poll_until(
@@ -103,6 +157,23 @@ def test_up_starts_turnout_workers_only_and_says_which_servers_are_not_ready(
         children = psutil.Process(stack.pid).children(recursive=True)
         names = " ".join(" ".join(c.cmdline()) for c in children)
         assert names.count(" worker ") == 1 and f"--port {worker}" in names
+
+        # A configured token wins: no local one is made, and the configured one works.
+        assert "admin token" not in out
+        assert not (tmp_path / "state" / "admin-token").exists()
+        refused = turnout_cli(tmp_path, gateway_port, "flags", "set", "mixed", "frozen", "true")
+        assert refused.returncode == 2 and "no admin token" in refused.stderr + refused.stdout
+        done = turnout_cli(
+            tmp_path,
+            gateway_port,
+            "flags",
+            "set",
+            "mixed",
+            "frozen",
+            "true",
+            TURNOUT_ADMIN_TOKEN=configured,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
     finally:
         stack.stop()
 

@@ -128,12 +128,6 @@ def test_actions_without_a_token_are_401_and_change_nothing(stack: ConsoleStack)
         reply = httpx.post(f"{stack.url}/ui/experiments/{OPS}/actions/{action}", data=form)
         assert reply.status_code == 401, action
         assert "Sign in first" in reply.text
-    bad = httpx.post(
-        f"{stack.url}/ui/experiments/{OPS}/actions/kill",
-        data={"reason": "no"},
-        headers={"authorization": "Bearer wrong-token"},
-    )
-    assert bad.status_code == 401
     assert stack.flags(OPS) == {
         "kill_switch": False,
         "forced_variant": None,
@@ -141,6 +135,20 @@ def test_actions_without_a_token_are_401_and_change_nothing(stack: ConsoleStack)
         "frozen": False,
         "banner": "",
     }
+    assert stack.audit(OPS) == before
+
+
+def test_an_action_with_a_bad_token_is_401_and_changes_nothing(stack: ConsoleStack) -> None:
+    before = stack.audit(OPS)
+    for authorization in ("Bearer wrong-token", f"Bearer {TOKEN}x", "Basic " + TOKEN):
+        bad = httpx.post(
+            f"{stack.url}/ui/experiments/{OPS}/actions/kill",
+            data={"reason": "no"},
+            headers={"authorization": authorization},
+        )
+        assert bad.status_code == 401, authorization
+        assert TOKEN not in bad.text
+    assert stack.flags(OPS)["kill_switch"] is False
     assert stack.audit(OPS) == before
 
 
