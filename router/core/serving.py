@@ -9,15 +9,21 @@ the client likes. Here:
 - a request head must arrive whole within ``http_header_timeout`` (else 408, then close);
 - a body must arrive whole within ``http_body_timeout`` of the head (else 408, then close);
 - past ``http_max_connections`` open connections a new one gets 503 at once and is closed;
-- a request that is not HTTP gets a JSON 400, like every other refusal.
+- a request that is not HTTP gets a JSON 400, like every other refusal;
+- a connection closed while the client may still be sending (a refusal before the body was
+  read, with ``Connection: close``) closes lingering, as nginx does: the answer goes out, the
+  write side is shut, and what the client still sends is read and discarded until it closes
+  or ``http_body_timeout`` passes. A plain close would reset the connection under a client
+  still sending, and most clients then report the reset instead of the answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 from asyncio import TimerHandle, Transport
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -54,18 +60,72 @@ def raw_error(status: int, reason: str, code: str, detail: str) -> bytes:
     return head.encode() + body
 
 
+class LingeringTransport:
+    """A transport whose ``close()`` lingers while ``may_send()`` says the client may still be
+    sending: it shuts the write side (the answer is flushed first), keeps reading, and closes
+    for good when the client does, or after ``seconds``. Everything else is the transport's."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        may_send: Callable[[], bool],
+        seconds: float,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.transport = transport
+        self.may_send = may_send
+        self.seconds = seconds
+        self.loop = loop
+        self.lingering = False
+        self.timer: TimerHandle | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+    def is_closing(self) -> bool:
+        return self.lingering or self.transport.is_closing()
+
+    def close(self) -> None:
+        if self.is_closing():
+            return
+        if not self.may_send() or not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.lingering = True
+        self.transport.write_eof()
+        self.transport.resume_reading()
+        self.timer = self.loop.call_later(self.seconds, self.transport.close)
+
+    def closed(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
 def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
-    """uvicorn's httptools protocol with idle, head and connection-count limits."""
+    """uvicorn's httptools protocol with idle, head and connection-count limits, closing
+    lingering while a client may still be sending."""
 
     class GuardedHttpProtocol(HttpToolsProtocol):
         head_timer: TimerHandle | None = None
         open_cycles: list[RequestResponseCycle] | None = None
         """Every request of this connection not answered yet, pipelined ones included."""
+        linger: LingeringTransport | None = None
+        mid_request = False
+        """A request head arrived and its body is not whole yet."""
+        refused = False
+        """Answered without parsing (503, 400, 408): whatever comes next is unread."""
 
         def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
+            self.linger = LingeringTransport(
+                transport,
+                lambda: self.mid_request or self.refused,
+                limits.body_timeout,
+                self.loop,
+            )
             if len(self.connections) >= limits.max_connections:
-                self.transport = transport
-                transport.write(
+                self.transport = cast(Transport, self.linger)
+                self._refuse(
                     raw_error(
                         503,
                         "Service Unavailable",
@@ -73,15 +133,20 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
                         f"the server holds {limits.max_connections} connections already",
                     )
                 )
-                transport.close()
                 return
-            super().connection_made(transport)
+            super().connection_made(cast(Transport, self.linger))
             # Idle before the first request too: the same limit as between requests.
             self.timeout_keep_alive_task = self.loop.call_later(
                 limits.keep_alive, self.timeout_keep_alive_handler
             )
 
+        def data_received(self, data: bytes) -> None:
+            if self.linger is not None and self.linger.lingering:
+                return  # read and dropped: the answer is out, the client is still sending
+            super().data_received(data)
+
         def on_message_begin(self) -> None:
+            self.mid_request = True
             super().on_message_begin()
             self._cancel_head_timer()
             self.head_timer = self.loop.call_later(limits.header_timeout, self._head_too_slow)
@@ -93,8 +158,14 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
                 pending = [c for c in self.open_cycles or [] if not c.response_complete]
                 self.open_cycles = [*pending, self.cycle]
 
+        def on_message_complete(self) -> None:
+            self.mid_request = False
+            super().on_message_complete()
+
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel_head_timer()
+            if self.linger is not None:
+                self.linger.closed()
             # uvicorn marks only the last request it parsed as disconnected; with pipelining
             # the one still running would then write to a closed socket (an error and a
             # traceback per client that hangs up early).
@@ -106,15 +177,18 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
             super().connection_lost(exc)
 
         def send_400_response(self, msg: str) -> None:
-            self.transport.write(raw_error(400, "Bad Request", "bad_request", msg))
-            self.transport.close()
+            self._refuse(raw_error(400, "Bad Request", "bad_request", msg))
 
         def _head_too_slow(self) -> None:
             self.head_timer = None
             if not self.transport.is_closing():
                 detail = f"the request head did not arrive within {limits.header_timeout:g}s"
-                self.transport.write(raw_error(408, "Request Timeout", "request_timeout", detail))
-                self.transport.close()
+                self._refuse(raw_error(408, "Request Timeout", "request_timeout", detail))
+
+        def _refuse(self, answer: bytes) -> None:
+            self.refused = True
+            self.transport.write(answer)
+            self.transport.close()
 
         def _cancel_head_timer(self) -> None:
             if self.head_timer is not None:

@@ -177,3 +177,67 @@ def test_a_text_with_a_lone_surrogate_is_a_422(gateway: Gateway) -> None:
     )
     assert r.status_code == 422, r.text
     assert "lone surrogate" in r.json()["detail"]
+
+
+def send_then_read(gateway: Gateway, head: bytes, body: bytes) -> bytes:
+    """Send a whole request as most clients do (all of the body, then read the answer); what
+    the server answered, read until it closes. A reset while sending fails: such a client
+    (curl, httpx, requests) reports the error and never reads the answer."""
+    with connect(gateway) as sock:
+        try:
+            sock.sendall(head + body)
+        except OSError as exc:
+            pytest.fail(f"the connection was reset while the client was still sending: {exc}")
+        data = b""
+        sock.settimeout(10)
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            pytest.fail(f"the connection was reset before the answer was read ({data[:80]!r})")
+    return data
+
+
+EARLY_REFUSALS = [
+    ("/predict", "application/json", 413, "payload_too_large"),
+    ("/predict", "text/plain", 415, "unsupported_media_type"),
+    ("/models/nothing-here/predict", "application/json", 404, "unknown_model"),
+]
+
+
+@pytest.mark.parametrize(("path", "kind", "status", "code"), EARLY_REFUSALS)
+def test_an_early_refusal_is_readable_by_a_client_that_asked_to_close(
+    gateway: Gateway, path: str, kind: str, status: int, code: str
+) -> None:
+    """Refused before its body is read, a ``Connection: close`` client still reads the answer:
+    the server closes lingering (half-close, then reads and discards what the client still
+    sends), as nginx does, instead of resetting the connection under the client."""
+    size = 8 * 1_048_576
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: gw\r\nContent-Type: {kind}\r\n"
+        f"Content-Length: {size}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    raw = send_then_read(gateway, head, b"a" * size)
+    answered, body = status_and_json(raw)
+    assert (answered, body["error"]) == (status, code)
+    assert b"connection: close" in raw.lower()
+
+
+def test_a_refusal_with_keep_alive_is_read_and_the_connection_serves_again(
+    gateway: Gateway,
+) -> None:
+    size = 2 * 1_048_576
+    head = (
+        f"POST /predict HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {size}\r\n\r\n"
+    ).encode()
+    follow = b'{"text": "hello there"}'
+    again = (
+        b"POST /predict HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(follow)}\r\nConnection: close\r\n\r\n".encode()
+        + follow
+    )
+    raw = send_then_read(gateway, head, b"a" * size + again)
+    first, _, rest = raw.partition(b"HTTP/1.1 ")[2].partition(b"HTTP/1.1 ")
+    assert first.startswith(b"413"), raw[:200]
+    assert rest.startswith(b"200"), raw[:400]
