@@ -10,6 +10,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,9 @@ class Service:
         times = psutil.Process(self.process.pid).cpu_times()
         return float(times.user + times.system)
 
+    def rss_mb(self) -> float:
+        return float(psutil.Process(self.process.pid).memory_info().rss) / 2**20
+
 
 def start(name: str, argv: list[str], port: int, env: dict[str, str], ready: str) -> Service:
     process = ManagedProcess(
@@ -70,13 +75,21 @@ def start_gateway(experiments: Path, env: dict[str, str]) -> Service:
     )
 
 
+def start_reference_proxy(upstream: str, env: dict[str, str]) -> Service:
+    """``benchmarks/reference_proxy.py`` in front of ``upstream`` (it proxies ``/readyz`` too)."""
+    port = free_port()
+    argv = [sys.executable, str(ROOT / "benchmarks" / "reference_proxy.py")]
+    argv += ["--upstream", upstream, "--port", str(port)]
+    return start("reference-proxy", argv, port, env, "/readyz")
+
+
 def load(
     url: str, concurrency: int = 1, duration: float = 5.0, rate: float = 0.0
 ) -> dict[str, Any]:
     """One leg of load from a separate process: wrk for closed loops when installed."""
     wrk = shutil.which("wrk")
     if wrk and not rate and concurrency > 1:
-        return _wrk(wrk, url, concurrency, duration)
+        return wrk_leg(url, concurrency, duration, wrk)
     argv = [sys.executable, str(ROOT / "benchmarks" / "loadgen.py"), url]
     argv += ["--concurrency", str(concurrency), "--duration", str(duration)]
     if rate:
@@ -85,7 +98,8 @@ def load(
     return dict(json.loads(done.stdout))
 
 
-def _wrk(wrk: str, url: str, concurrency: int, duration: float) -> dict[str, Any]:
+def wrk_leg(url: str, concurrency: int, duration: float, wrk: str = "wrk") -> dict[str, Any]:
+    """A closed loop of ``concurrency`` connections from one wrk thread (its own process)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(
             WRK_SCRIPT + "\ndone = function(summary, latency, requests)\n"
@@ -118,6 +132,54 @@ def _wrk(wrk: str, url: str, concurrency: int, duration: float) -> dict[str, Any
     return result
 
 
+def hey_leg(
+    url: str,
+    workers: int = 16,
+    duration: float = 0.0,
+    rate: float = 0.0,
+    requests: int = 0,
+    body: bytes | None = None,
+) -> dict[str, Any]:
+    """hey for ``duration`` seconds or ``requests`` requests, at a fixed ``rate`` when given
+    (``-q`` is per worker, so each sends ``rate / workers``); latency percentiles from its
+    per-request CSV. hey exits 0 even when requests fail, so a request counts as an error
+    unless its CSV row shows a 2xx status."""
+    hey = shutil.which("hey")
+    if hey is None:
+        raise RuntimeError("hey is not installed (Debian package hey)")
+    body = body or b'{"text": "I love this song so much", "user_id": "user-7"}'
+    with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as file:
+        file.write(body)
+    argv = [hey, "-c", str(workers), "-m", "POST", "-T", "application/json", "-D", file.name]
+    argv += ["-z", f"{max(1, round(duration))}s"] if duration else ["-n", str(requests)]
+    if rate:
+        argv += ["-q", f"{rate / workers:.3f}"]
+    started = time.perf_counter()
+    try:
+        done = subprocess.run([*argv, "-o", "csv", url], capture_output=True, text=True, check=True)
+    finally:
+        os.unlink(file.name)
+    seconds = time.perf_counter() - started
+    times, errors = [], 0
+    for row in done.stdout.splitlines()[1:]:
+        fields = row.split(",")
+        if len(fields) >= 8 and fields[6].startswith("2"):
+            times.append(float(fields[0]) * 1000.0)
+        elif fields and fields[0]:
+            errors += 1
+    if not times:
+        raise RuntimeError(f"hey got no answer from {url}:\n{done.stdout[-500:]}")
+    times.sort()
+    return {
+        "requests": len(times),
+        "errors": errors,
+        "seconds": round(seconds, 3),
+        "rps": round(len(times) / seconds, 1),
+        "p50_ms": times[len(times) // 2],
+        "p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))],
+    }
+
+
 CANARY_EXPERIMENT = """\
 name: bench
 model: profanity
@@ -139,23 +201,33 @@ def write_canary(folder: Path, worker_url: str) -> Path:
     return folder
 
 
-def cpu_leg(
-    target: str, services: list[Service], concurrency: int, duration: float
-) -> dict[str, Any]:
-    """One closed-loop leg, plus each service's CPU milliseconds per request during it."""
+def with_cpu(services: list[Service], leg: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run one leg; add each service's CPU milliseconds per answered request during it."""
     before = [s.cpu_seconds() for s in services]
-    result = load(target, concurrency=concurrency, duration=duration)
+    result = leg()
     spent = [s.cpu_seconds() - b for s, b in zip(services, before, strict=True)]
     result["cpu_ms_per_request"] = [1000.0 * c / max(result["requests"], 1) for c in spent]
     return result
 
 
-def leg_arguments(description: str | None) -> argparse.Namespace:
-    """The options every load benchmark shares: leg length, repetitions, concurrency."""
+def cpu_leg(
+    target: str, services: list[Service], concurrency: int, duration: float
+) -> dict[str, Any]:
+    """One closed-loop leg, plus each service's CPU milliseconds per request during it."""
+    return with_cpu(services, lambda: load(target, concurrency=concurrency, duration=duration))
+
+
+def leg_arguments(
+    description: str | None, extra: Callable[[argparse.ArgumentParser], None] | None = None
+) -> argparse.Namespace:
+    """The options every load benchmark shares (leg length, repetitions, concurrency), plus
+    the ``extra`` ones a benchmark adds."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per leg")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions")
     parser.add_argument("--concurrency", type=int, default=32, help="closed-loop connections")
+    if extra is not None:
+        extra(parser)
     return parser.parse_args()
 
 
