@@ -30,6 +30,7 @@ from router.gateway.mirror import ShadowMirror
 from router.gateway.open_inference import open_inference_router
 from router.gateway.outcome_routes import outcomes_router
 from router.gateway.predict import PredictPipeline
+from router.gateway.predict_route import PredictRoute
 from router.gateway.rollout_routes import rollout_router
 from router.gateway.startup import check_startup
 from router.gateway.status_routes import status_router
@@ -184,7 +185,9 @@ def create_app(
         redis = recorder.redis if isinstance(recorder, RedisRecorder) else None
         data = ConsoleData(settings, actions, redis, bandits, clock)
         page = mount_console(app, data, Access(tokens, mode, settings.ui_session_ttl))
-    install_error_handlers(app, on_client_gone=metrics.client_disconnects.inc, page=page)
+    errors = install_error_handlers(app, on_client_gone=metrics.client_disconnects.inc, page=page)
+    # The hot path skips FastAPI's routing; these two routes stay for what it does not take.
+    app.add_middleware(PredictRoute, pipeline=pipeline, errors=errors)
 
     @app.post("/predict")
     async def predict_default(request: Request) -> Response:

@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,8 @@ log = logging.getLogger("turnout.gateway")
 MAX_USER_ID = 256
 TEXT_INPUT = InputConfig()
 MODEL_NAME = re.compile(NAME)
+Finish = Callable[[], None]
+"""A request's bookkeeping (metrics, outcome, access log), to run after its response."""
 
 
 def user_hash(salt: str, key: str) -> str:
@@ -133,14 +136,20 @@ class PredictPipeline:
         self.clock = clock
         self.models_dir: Path = settings.models_dir
 
-    async def handle(self, request: Request, model: str | None) -> Response:
+    async def handle(
+        self, request: Request, model: str | None, later: list[Finish] | None = None
+    ) -> Response:
+        """One predict request. With ``later``, the bookkeeping (``finish``) is appended there
+        for the caller to run once the response is on its way, instead of before it."""
         self.metrics.in_flight.inc()
         try:
-            return await self._handle(request, model)
+            return await self._handle(request, model, later)
         finally:
             self.metrics.in_flight.dec()
 
-    async def _handle(self, request: Request, model: str | None) -> Response:
+    async def _handle(
+        self, request: Request, model: str | None, later: list[Finish] | None
+    ) -> Response:
         started = time.perf_counter()
         try:
             route = self.route(model)
@@ -149,13 +158,19 @@ class PredictPipeline:
         except TurnoutError as exc:
             self.metrics.rejected.labels(exc.code).inc()
             raise
-        decided, served = await self.serve(route, accepted, request.headers, started)
+        decided, served = await self.serve(route, accepted, request.headers, started, later)
         return self.respond(accepted, decided, served)
 
     async def serve(
-        self, route: Route, accepted: PredictInput, headers: Mapping[str, str], started: float
+        self,
+        route: Route,
+        accepted: PredictInput,
+        headers: Mapping[str, str],
+        started: float,
+        later: list[Finish] | None = None,
     ) -> tuple[Decided, Served]:
-        """Steer, forward, finish and mirror one accepted request (every front door's core)."""
+        """Steer, forward, finish and mirror one accepted request (every front door's core);
+        ``finish`` goes to ``later`` when given (see ``handle``)."""
         try:
             decided = self.steer(route, accepted, headers)
         except TurnoutError as exc:
@@ -174,7 +189,11 @@ class PredictPipeline:
                 slow_call_seconds=self.settings.upstream_slow_call_seconds,
             )
         finally:
-            self.finish(accepted, decided, served, time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            if later is None:
+                self.finish(accepted, decided, served, elapsed)
+            else:
+                later.append(partial(self.finish, accepted, decided, served, elapsed))
         if served.decoded is not None:
             self.mirror_after(accepted, decided, served)
         return decided, served
@@ -294,12 +313,12 @@ class PredictPipeline:
             kind = "error"
         elif outcome.status >= 400:
             kind = "rejected"
-        self.metrics.requests.labels(name, variant, outcome.version or "none", kind).inc()
-        self.metrics.request_seconds.labels(name, variant).observe(elapsed)
+        metrics = self.metrics
+        metrics.bound(metrics.requests, name, variant, outcome.version or "none", kind).inc()
+        metrics.bound(metrics.request_seconds, name, variant).observe(elapsed)
         if served is not None:
-            self.metrics.upstream_seconds.labels(name, served.variant).observe(
-                served.upstream_seconds
-            )
+            upstream = metrics.bound(metrics.upstream_seconds, name, served.variant)
+            upstream.observe(served.upstream_seconds)
         self.recorder.record(outcome)
         if self.settings.access_log:
             logs.event(
