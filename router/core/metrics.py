@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+M = TypeVar("M", bound=MetricWrapperBase)
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -77,6 +82,7 @@ HELD_RESULTS = (
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = r = registry or CollectorRegistry()
+        self._bound: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
         self.requests = Counter(
             "turnout_requests",
             "Predictions by experiment, chosen variant, served version and outcome.",
@@ -344,3 +350,13 @@ class GatewayMetrics:
             "X-Turnout-Variant headers ignored for lack of a valid admin token.",
             registry=r,
         )
+
+    def bound(self, metric: M, *labels: str) -> M:
+        """``metric.labels(*labels)``, looked up once: the request path's children stay bound
+        (``labels()`` checks, converts and locks on every call). Only for metrics whose
+        children are never removed."""
+        key = (id(metric), labels)
+        child = self._bound.get(key)
+        if child is None:
+            child = self._bound[key] = metric.labels(*labels)
+        return child  # type: ignore[return-value]

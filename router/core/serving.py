@@ -78,6 +78,8 @@ class LingeringTransport:
         self.loop = loop
         self.lingering = False
         self.timer: TimerHandle | None = None
+        self.write = transport.write  # the hot calls, bound once rather than looked up
+        self.get_extra_info = transport.get_extra_info
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.transport, name)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from router.upstream.breaker import CircuitBreaker
 from router.upstream.failures import BadAnswer, UpstreamFailure
@@ -108,6 +109,8 @@ class Upstream:
         self.mirror_pool_size = timeouts.mirror_pool_size
         self.mirror_timeout = timeouts.mirror_total
         self.mirror_session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}
+        """Parsed call URLs by path (a protocol calls a handful of paths)."""
 
     def available(self) -> bool:
         """Not known to be down; consumes the half-open probe slot when there is one."""
@@ -158,9 +161,12 @@ class Upstream:
         self, session: aiohttp.ClientSession, payload: Payload, request_id: str
     ) -> Answer:
         call = self.adapter.encode(payload, request_id)
-        response = await _post(
-            session, self.url + call.path, call.body, request_id, self.max_answer_bytes
-        )
+        url = self._urls.get(call.path)
+        if url is None:
+            url = URL(self.url + call.path, encoded=False)
+            if len(self._urls) < 64:  # a protocol whose path varies per call stays uncached
+                self._urls[call.path] = url
+        response = await _post(session, url, call.body, request_id, self.max_answer_bytes)
         status = response.status
         if status >= 500:
             raise UpstreamFailure(f"{self.url} answered {status}", "error_status")
@@ -194,7 +200,7 @@ class Upstream:
 
 
 async def _post(
-    session: aiohttp.ClientSession, url: str, body: bytes, request_id: str, cap: int
+    session: aiohttp.ClientSession, url: URL, body: bytes, request_id: str, cap: int
 ) -> UpstreamResponse:
     started = time.perf_counter()
     try:
@@ -217,6 +223,8 @@ async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
     declared = response.content_length
     if declared is not None and declared > cap:
         raise BadAnswer("too_large", f"answer of {declared} bytes exceeds the cap of {cap}")
+    if declared is not None:  # the parser stops at the declared length: one read, no loop
+        return await response.read()
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(65536):
