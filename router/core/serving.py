@@ -63,7 +63,11 @@ def raw_error(status: int, reason: str, code: str, detail: str) -> bytes:
 class LingeringTransport:
     """A transport whose ``close()`` lingers while ``may_send()`` says the client may still be
     sending: it shuts the write side (the answer is flushed first), keeps reading, and closes
-    for good when the client does, or after ``seconds``. Everything else is the transport's."""
+    for good when the client does, or after ``seconds``.
+
+    Writes made in one turn of the event loop go out in one call at its end: uvicorn writes a
+    response's head and body apart, two system calls where one does. Everything else is the
+    transport's."""
 
     def __init__(
         self,
@@ -78,11 +82,23 @@ class LingeringTransport:
         self.loop = loop
         self.lingering = False
         self.timer: TimerHandle | None = None
-        self.write = transport.write  # the hot calls, bound once rather than looked up
-        self.get_extra_info = transport.get_extra_info
+        self.pending: list[bytes] | None = None
+        self.get_extra_info = transport.get_extra_info  # bound once rather than looked up
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.transport, name)
+
+    def write(self, data: bytes) -> None:
+        if self.pending is None:
+            self.pending = [data]
+            self.loop.call_soon(self.flush)
+        else:
+            self.pending.append(data)
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending and not self.is_closing():
+            self.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
     def is_closing(self) -> bool:
         return self.lingering or self.transport.is_closing()
@@ -90,6 +106,7 @@ class LingeringTransport:
     def close(self) -> None:
         if self.is_closing():
             return
+        self.flush()
         if not self.may_send() or not self.transport.can_write_eof():
             self.transport.close()
             return
