@@ -86,7 +86,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterato
 
 def gates_have_numbers(stack: ConsoleStack) -> bool:
     body = httpx.get(f"{stack.url}/experiments/{ROLLOUT}/rollout", timeout=5).json()
-    return any(g.get("estimate") is not None for g in body["rollout"]["gates"])
+    estimates = {g.get("gate"): g.get("estimate") for g in body["rollout"]["gates"]}
+    # The page draws both gates' series: wait until each has a number (reward needs feedback).
+    return all(estimates.get(m) is not None for m in ("error_rate", "reward"))
 
 
 @pytest.fixture(scope="module")
