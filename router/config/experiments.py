@@ -360,8 +360,20 @@ class ShadowConfig(Strict):
 
 # --- rollouts and sample-ratio checks (router.rollout) -------------------------------------
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$")
+_UNIT_BYTES = {
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KiB": 2**10,
+    "MiB": 2**20,
+    "GiB": 2**30,
+    "TiB": 2**40,
+}
 
 
 def parse_duration(value: Any) -> float:
@@ -369,12 +381,25 @@ def parse_duration(value: Any) -> float:
     match = _DURATION.match(value) if isinstance(value, str) else None
     if match is None:
         raise ValueError(
-            f"malformed duration {value!r}: a number with a unit ms, s, m or h (500ms, 10m, 2h)"
+            f"malformed duration {value!r}: a number with a unit ms, s, m, h or d "
+            "(500ms, 10m, 2h, 7d)"
         )
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
+def parse_size(value: Any) -> int:
+    """``"1GiB"`` -> 1073741824 bytes; a bare number or any other text is refused."""
+    match = _SIZE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(
+            f"malformed size {value!r}: a number with a unit B, KB, MB, GB, KiB, MiB or GiB "
+            "(500MiB, 1GiB)"
+        )
+    return int(float(match.group(1)) * _UNIT_BYTES[match.group(2)])
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
 
 
 class ErrorRateGate(Strict):
@@ -411,9 +436,9 @@ Gate = Annotated[
 GATE_METRICS = ("error_rate", "latency_p99", "reward", "shadow_agreement")
 
 
-class RolloutConfig(Strict):
-    candidate: str
-    """The variant being rolled out against the control."""
+class RolloutSettings(Strict):
+    """A rollout's settings but its candidate (what ``retrain.rollout`` holds)."""
+
     steps: list[float] = Field(min_length=1)
     """The candidate's weight in percent at each step, strictly increasing, in (0, 100]."""
     interval: Duration
@@ -458,10 +483,15 @@ class RolloutConfig(Strict):
         return gates
 
     @model_validator(mode="after")
-    def _check_max_interval(self) -> RolloutConfig:
+    def _check_max_interval(self) -> RolloutSettings:
         if self.max_interval is not None and self.max_interval < self.interval:
             raise FieldError(("max_interval",), "must be at least the interval")
         return self
+
+
+class RolloutConfig(RolloutSettings):
+    candidate: str
+    """The variant being rolled out against the control."""
 
 
 class SrmConfig(Strict):
@@ -469,6 +499,49 @@ class SrmConfig(Strict):
     """``halt`` freezes the weights (no advance, no promotion) and fires an alert."""
     p: float = Field(0.001, gt=0.0, lt=0.5)
     """False-alarm bound of the sequential test, under continuous checking."""
+
+
+# --- data capture and retraining (router.capture, turnout drift, turnout retrain) ---------------
+
+
+class CaptureConfig(Strict):
+    """Opt-in capture of sampled requests to files under the state folder."""
+
+    sample: float = Field(0.05, ge=0.0, le=1.0)
+    """Share of requests captured, sticky by request id (a request's outcome and its shadows'
+    comparisons are captured together or not at all)."""
+    inputs: bool = False
+    """Keep the validated request input too (text or features): personal data, off by default.
+    Without it only what is recorded anyway is kept (versions, labels, scores)."""
+    retention: Duration = 7 * 86_400.0
+    """Captured files older than this are deleted."""
+    max_bytes: Size = 2**30
+    """Most bytes of captured files per experiment; past it the oldest files are deleted."""
+
+    @field_validator("retention")
+    @classmethod
+    def _check_retention(cls, seconds: float) -> float:
+        if seconds <= 0:
+            raise ValueError("must be a positive duration")
+        return seconds
+
+    @field_validator("max_bytes")
+    @classmethod
+    def _check_max_bytes(cls, size: int) -> int:
+        if size < 2**20:
+            raise ValueError(f"must be at least 1MiB, got {size} bytes")
+        return size
+
+
+class RetrainConfig(Strict):
+    """How ``turnout retrain --deploy`` brings a retrained version in."""
+
+    rollout: RolloutSettings | None = None
+    """The rollout a retrained version starts with ``--deploy rollout`` (it is the candidate).
+    Unset: the experiment's own ``rollout`` block's settings."""
+    shadow_sample: float = Field(1.0, ge=0.0, le=1.0)
+    """Share mirrored to a version added with ``--deploy shadow`` when the experiment has no
+    shadow block yet."""
 
 
 class Experiment(Strict):
@@ -503,6 +576,10 @@ class Experiment(Strict):
             except TurnoutError as exc:
                 raise ValueError(exc.detail) from None
         return sample
+    capture: CaptureConfig | None = None
+    """Opt-in capture of sampled requests (``router.capture``); unset: nothing is captured."""
+    retrain: RetrainConfig | None = None
+    """Settings of ``turnout retrain --deploy``."""
 
     @field_validator("variants")
     @classmethod

@@ -350,6 +350,61 @@ class GatewayMetrics:
             "X-Turnout-Variant headers ignored for lack of a valid admin token.",
             registry=r,
         )
+        # --- data capture (opt-in, router.capture) ---
+        self.capture_offered = Counter(
+            "turnout_capture_offered",
+            "Sampled records handed to the capture writer (outcomes and shadow comparisons).",
+            ["experiment"],
+            registry=r,
+        )
+        self.capture_written = Counter(
+            "turnout_capture_written",
+            "Records written to capture files.",
+            ["experiment"],
+            registry=r,
+        )
+        self.capture_dropped = Counter(
+            "turnout_capture_dropped",
+            "Sampled records not written, by reason: queue_full (the hand-off bound), "
+            "write_error, unencodable, shutdown.",
+            ["experiment", "reason"],
+            registry=r,
+        )
+        self.capture_queued = Gauge(
+            "turnout_capture_queued", "Records waiting for the capture writer.", registry=r
+        )
+        self.capture_bytes = Gauge(
+            "turnout_capture_bytes",
+            "Bytes of capture files on disk per experiment (every replica's files).",
+            ["experiment"],
+            registry=r,
+        )
+        self.capture_evicted = Counter(
+            "turnout_capture_evicted",
+            "Written records deleted with the oldest files to keep under max_bytes.",
+            ["experiment"],
+            registry=r,
+        )
+        self.capture_files_deleted = Counter(
+            "turnout_capture_files_deleted",
+            "Capture files deleted, by reason (retention, max_bytes).",
+            ["experiment", "reason"],
+            registry=r,
+        )
+        # --- drift verdicts (written by turnout drift, read from Redis) ---
+        self.drift = Gauge(
+            "turnout_drift",
+            "1 when the last drift check found drift, 0 when it found none (checks: prediction, "
+            "paired, input).",
+            ["experiment", "version", "check"],
+            registry=r,
+        )
+        self.drift_checked = Gauge(
+            "turnout_drift_checked_timestamp_seconds",
+            "Unix time of the last drift check of an experiment.",
+            ["experiment"],
+            registry=r,
+        )
 
     def bound(self, metric: M, *labels: str) -> M:
         """``metric.labels(*labels)``, looked up once: the request path's children stay bound

@@ -305,6 +305,42 @@ class Settings(BaseSettings):
             )
         return self
 
+    # --- data capture (experiments opt in with a ``capture`` block) ----------------------
+    capture_dir: Path | None = None
+    """Folder of capture files, one subfolder per experiment (unset: ``<state_dir>/capture``)."""
+    capture_queue_size: int = Field(10_000, ge=1)
+    """Most captured records a replica holds for its writer thread; past it they are dropped and
+    counted (``turnout_capture_dropped_total{reason="queue_full"}``), never waited for."""
+    capture_flush_interval: float = Field(0.5, gt=0)
+    """Seconds between two writes of the capture thread."""
+    capture_file_max_bytes: int = Field(64 * 2**20, ge=4096)
+    """A capture file is closed and a new one started past this size (or an eighth of the
+    experiment's ``max_bytes``, whichever is smaller)."""
+    capture_rotate_interval: float = Field(3600.0, gt=0)
+    """Seconds a capture file stays open at most (or a 24th of the retention, if smaller), so
+    retention deletes data at most this late."""
+
+    def capture_root(self) -> Path:
+        return self.capture_dir or self.state_dir / "capture"
+
+    # --- drift checks (turnout drift) ----------------------------------------------------
+    drift_alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    """Bound on the probability that a scheduled check series (one version, one check) raises a
+    false alarm within ``drift_horizon`` (Bonferroni over the checks made at its cadence)."""
+    drift_horizon: float = Field(365 * 86_400.0, gt=0)
+    """Seconds over which ``drift_alpha`` holds (a year)."""
+    drift_psi_min: float = Field(0.1, gt=0)
+    """Least PSI that counts as prediction drift, on top of the test's significance."""
+    drift_delta_min: float = Field(0.02, gt=0)
+    """Least Wasserstein distance between two windows' score deltas (version against version)
+    that counts as drift, on top of the test's significance."""
+    drift_min_samples: int = Field(100, ge=10)
+    """Fewest scores (or pairs) in a window before a check may say drift or no drift."""
+    drift_input_rows: int = Field(1_000, ge=50)
+    """Most captured inputs per side handed to Evidently (a seeded sample beyond it)."""
+    drift_input_auc_min: float = Field(0.6, gt=0.5, lt=1.0)
+    """Least domain-classifier ROC AUC that counts as text drift, on top of its significance."""
+
     # --- flags and admin ---------------------------------------------------------------
     flags_file: Path = PROJECT_ROOT / "config" / "flags.yaml"
     """Flag defaults (YAML); Redis holds the overrides set through the admin API."""

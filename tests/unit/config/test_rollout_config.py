@@ -122,7 +122,7 @@ BAD = [
     ),
     (
         "malformed max_interval",
-        GOOD.replace("max_interval: 2h", "max_interval: 2d"),
+        GOOD.replace("max_interval: 2h", "max_interval: 2w"),
         18,
         "malformed duration",
     ),
