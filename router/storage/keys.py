@@ -43,6 +43,8 @@ key                                          type    holds
 ``turnout:exp:{<e>}:alerts``                 hash    Alertmanager alerts already acted on
 ``turnout:exp:{<e>}:rollout:looks``          stream  gate numbers of kept looks (capped)
 ``turnout:exp:{<e>}:history:<t>:<p>``        hash    history buckets of tier ``<t>``, period ``<p>``
+``turnout:exp:{<e>}:drift``                  hash    the last drift check: ``<version>|<check>``
+                                                     -> verdict (JSON), ``run`` -> its summary
 ===========================================  ======  =========================================
 
 Counters live until the experiment is archived; streams are capped; request hashes and history
@@ -327,3 +329,16 @@ def history_field(offset: int, series: str, counter: str) -> str:
 
 def shadow_series(primary: str, shadow: str) -> str:
     return f"{primary}>{shadow}"
+
+
+# Drift (router.drift): the last check's verdicts, replaced whole by each run.
+DRIFT_RUN: Final = "run"
+"""Field of the drift hash holding the last run's summary; the others are ``<version>|<check>``."""
+
+
+def drift(experiment: str) -> str:
+    return f"{_exp(experiment)}:drift"
+
+
+def drift_field(version: str, check: str) -> str:
+    return f"{version}|{check}"
