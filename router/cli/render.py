@@ -508,3 +508,89 @@ def models_table(cards: list[dict[str, Any]]) -> Grid:
             str(c.get("trained_at")),
         )
     return table
+
+
+VERDICT_STYLE = {"drift": "red", "ok": "green", "insufficient": "yellow", "skipped": "dim"}
+
+
+def _verdict(verdict: str) -> str:
+    return f"[{VERDICT_STYLE.get(verdict, 'white')}]{verdict}[/]"
+
+
+def render_drift(console: Console, report: dict[str, Any]) -> None:
+    """A drift check: one row per version (prediction) and per pair (paired), then the inputs."""
+    cur, ref = report["current"], report["reference"]
+    params = report["params"]
+    console.print(
+        f"[bold]{report['experiment']}[/bold] drift check at {when(report['checked_at'])}: "
+        f"{'[red]drift found[/red]' if report['drift'] else '[green]no drift[/green]'}",
+        highlight=False,
+    )
+    reference = (
+        "each version's validation scores (model card)"
+        if ref["kind"] == "training"
+        else f"{when(ref['since'])} .. {when(ref['until'])}"
+    )
+    console.print(
+        f"current {when(cur['since'])} .. {when(cur['until'])}; reference: {reference}; "
+        f"data: {report['source']['kind']}",
+        highlight=False,
+    )
+    table = Grid(
+        "version",
+        "check",
+        "verdict",
+        "n now",
+        "n ref",
+        "PSI",
+        "KS",
+        "KS p",
+        "Wasserstein",
+        "positive rate now / ref",
+        "why",
+        title="predictions",
+    )
+    for c in report["checks"]:
+        d = c["distances"] or {}
+        rates = (
+            f"{_fmt(c['positive_rate_current'])} / {_fmt(c['positive_rate_reference'])}"
+            if c["positive_rate_current"] is not None
+            else "-"
+        )
+        table.add_row(
+            c["version"],
+            c["check"],
+            _verdict(c["verdict"]),
+            show(d.get("n_current")),
+            show(d.get("n_reference")),
+            _fmt(d.get("psi")),
+            _fmt(d.get("ks")),
+            _fmt(d.get("ks_p"), ".2g"),
+            _fmt(d.get("wasserstein")),
+            rates,
+            c["reason"],
+        )
+    console.print(table)
+    if report["input"] is not None:
+        i = report["input"]
+        console.print(
+            f"inputs ({i['kind'] or '-'}): {_verdict(i['verdict'])}: {i['reason']}",
+            highlight=False,
+        )
+    if report["html"]:
+        console.print(f"HTML report: {report['html']}", highlight=False)
+    console.print(
+        f"thresholds: KS p < {params['check_alpha']:.3g} ({params['alpha']:g} over "
+        f"{params['horizon'] / 86400:g} days of checks every {params['interval'] / 3600:g} h), "
+        f"PSI >= {params['psi_min']:g}, pair Wasserstein >= {params['delta_min']:g}, "
+        f"at least {params['min_samples']} per window",
+        highlight=False,
+    )
+    skipped = report["source"].get("skipped") or {}
+    if any(skipped.values()) or report["source"].get("unreadable_files"):
+        console.print(
+            f"[yellow]skipped captured lines:[/yellow] {skipped.get('corrupt', 0)} corrupt, "
+            f"{skipped.get('truncated', 0)} truncated; unreadable files: "
+            f"{report['source'].get('unreadable_files', 0)}",
+            highlight=False,
+        )

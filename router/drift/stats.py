@@ -3,8 +3,8 @@ and the per-check false-alarm level of a check that runs on a schedule.
 
 A distribution is a weighted empirical one (``Sample``): sorted points, each of equal weight, and
 the number of observations they stand for. A live window is its own points. A model card keeps a
-version's validation scores as quantiles (``reference_quantiles``), which stand for the validation
-rows they summarise: distances read the points, tests read the number of observations.
+version's validation scores as quantiles (``model_workers.references``), which stand for the
+validation rows they summarise: distances read the points, tests read the number of observations.
 
 Pure: no I/O, no clock. Arguments no data could produce raise ``ValueError``; a quantity the data
 cannot define is ``None``.
@@ -24,8 +24,6 @@ PSI_BINS = 10
 """PSI uses the reference's deciles as bin edges (the usual convention)."""
 PSI_FLOOR = 1e-4
 """A bin's share is floored here before the logarithm, so an empty bin gives a finite PSI."""
-REFERENCE_QUANTILES = 1001
-"""A card keeps this many quantiles (levels 0, 0.001, ..., 1) of the validation scores."""
 
 Verdict = Literal["drift", "ok", "insufficient"]
 
@@ -61,15 +59,6 @@ class Sample:
 
     def mean(self) -> float:
         return float(self.points.mean())
-
-
-def reference_quantiles(scores: ArrayLike, levels: int = REFERENCE_QUANTILES) -> list[float]:
-    """The quantiles a card keeps of a version's validation scores (linear interpolation)."""
-    values = np.asarray(scores, dtype=np.float64)
-    if values.size == 0:
-        raise ValueError("no scores to summarise")
-    grid = np.linspace(0.0, 1.0, levels)
-    return [float(q) for q in np.quantile(values, grid)]
 
 
 def _check_pair(reference: Sample, current: Sample) -> None:
