@@ -576,6 +576,7 @@ class Experiment(Strict):
             except TurnoutError as exc:
                 raise ValueError(exc.detail) from None
         return sample
+
     capture: CaptureConfig | None = None
     """Opt-in capture of sampled requests (``router.capture``); unset: nothing is captured."""
     retrain: RetrainConfig | None = None
