@@ -22,10 +22,10 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import orjson
 
@@ -36,6 +36,8 @@ from router.core import logs
 from router.core.metrics import GatewayMetrics
 from router.core.settings import Settings
 from router.recording.events import Outcome, ShadowComparison
+from router.routing.table import RouteTable
+from router.upstream.protocols import Payload
 
 log = logging.getLogger("turnout.capture")
 POLICY = "policy.json"
@@ -92,14 +94,14 @@ class CaptureWriter:
 
     # --- the request path: memory only ----------------------------------------------------
     def offer_outcome(
-        self, outcome: Outcome, config: CaptureConfig, inputs: Mapping[str, Any] | None
+        self, outcome: Outcome, config: CaptureConfig, payload: Payload | None
     ) -> None:
         """Hand over a sampled request's outcome (with its input when the experiment keeps
-        inputs); no I/O, no waiting."""
+        inputs); no I/O, no waiting: the record is built by the writer's thread."""
         if not sampled(outcome.experiment, outcome.request_id, config.sample):
             return
-        kept = inputs if config.inputs else None
-        self._offer(outcome.experiment, config, lambda: outcome_record(outcome, kept))
+        kept = payload if config.inputs else None
+        self._offer(outcome.experiment, config, lambda: outcome_record(outcome, input_of(kept)))
 
     def offer_comparison(
         self,
@@ -281,6 +283,41 @@ class CaptureWriter:
             return False
         self.metrics.capture_files_deleted.labels(experiment, reason).inc()
         return True
+
+
+def input_of(payload: Payload | None) -> dict[str, Any] | None:
+    """A validated input as a captured line keeps it: ``{"text": ...}`` or ``{"features": ...}``."""
+    if payload is None:
+        return None
+    if payload.kind == "text":
+        return {"text": payload.text}
+    return {"features": dict(payload.features)}
+
+
+class ShadowSink(Protocol):
+    def record_shadow(self, comparison: ShadowComparison) -> None: ...
+
+
+class CaptureSink:
+    """The shadow mirror's sink: every comparison to the recorder, sampled ones to capture too."""
+
+    def __init__(self, recorder: ShadowSink, writer: CaptureWriter, table: RouteTable) -> None:
+        self.recorder = recorder
+        self.writer = writer
+        self.table = table
+
+    def record_shadow(self, comparison: ShadowComparison) -> None:
+        self.recorder.record_shadow(comparison)
+        route = self.table.snapshot.routes.get(comparison.experiment)
+        config = route.experiment.capture if route is not None else None
+        if route is None or config is None:
+            return
+        exp = route.experiment
+        primary, shadow = (
+            exp.version_of(v) if v in exp.variants else None
+            for v in (comparison.primary, comparison.shadow)
+        )
+        self.writer.offer_comparison(comparison, config, primary, shadow)
 
 
 def read_policy(root: Path, experiment: str) -> Policy | None:

@@ -338,6 +338,8 @@ class Settings(BaseSettings):
     """Fewest scores (or pairs) in a window before a check may say drift or no drift."""
     drift_input_rows: int = Field(1_000, ge=50)
     """Most captured inputs per side handed to Evidently (a seeded sample beyond it)."""
+    drift_refresh_interval: float = Field(30.0, gt=0)
+    """Seconds between a gateway's rereads of the drift verdicts (its ``turnout_drift`` gauges)."""
     drift_input_auc_min: float = Field(0.6, gt=0.5, lt=1.0)
     """Least domain-classifier ROC AUC that counts as text drift, on top of its significance."""
 

@@ -17,6 +17,7 @@ from router.admin.actions import AdminActions
 from router.admin.auth import AdminTokens
 from router.admin.routes import build_admin_router
 from router.bandit.runtime import BanditRuntime
+from router.capture.writer import CaptureSink, CaptureWriter
 from router.console.access import Access, resolve_mode
 from router.console.routes import mount_console
 from router.console.views import ConsoleData
@@ -25,7 +26,9 @@ from router.core.http import freeze_startup_objects, install_error_handlers
 from router.core.metrics import GatewayMetrics
 from router.core.settings import Settings
 from router.core.state import StateFolder
+from router.drift.runtime import DriftVerdicts
 from router.flags.cache import FlagCache
+from router.gateway.drift_routes import drift_router
 from router.gateway.mirror import ShadowMirror
 from router.gateway.open_inference import open_inference_router
 from router.gateway.outcome_routes import outcomes_router
@@ -100,7 +103,10 @@ def create_app(
     flags = FlagCache.from_settings(settings, metrics, clock)
     bandits = BanditRuntime.from_settings(settings, table, flags, metrics, clock)
     tokens = AdminTokens.from_settings(settings)
-    mirror = ShadowMirror(recorder, metrics, settings.shadow_max_in_flight, clock)
+    capture = CaptureWriter(settings, metrics, clock)
+    mirror = ShadowMirror(
+        CaptureSink(recorder, capture, table), metrics, settings.shadow_max_in_flight, clock
+    )
     feedback = FeedbackService.for_recorder(settings, recorder, metrics, clock, bandits, table)
     # Rollouts and SRM checks: every replica follows the weights, the lease holder drives.
     rollout_store = None
@@ -133,7 +139,24 @@ def create_app(
             settings.rollout_look_interval,
         )
     pipeline = PredictPipeline(
-        settings, table, flags, bandits, tokens, recorder, mirror, metrics, rng, clock, rollouts
+        settings,
+        table,
+        flags,
+        bandits,
+        tokens,
+        recorder,
+        mirror,
+        metrics,
+        rng,
+        clock,
+        rollouts,
+        capture,
+    )
+    drift = DriftVerdicts(
+        connect(settings, "turnout-drift") if settings.redis_url else None,
+        table,
+        metrics,
+        settings.drift_refresh_interval,
     )
     tasks: set[asyncio.Task[None]] = set()
 
@@ -150,12 +173,14 @@ def create_app(
             flags.run(),
             bandits.run(),
             rollouts.run(),
+            drift.run(),
         ]
         if controller is not None:
             jobs.append(controller.run())
         for job in jobs:
             tasks.add(asyncio.create_task(job))
         await start_recording(recorder)
+        capture.start()
         if feedback is not None:
             feedback.start()
         freeze_startup_objects()
@@ -164,6 +189,7 @@ def create_app(
             yield
         finally:
             await mirror.close()  # their comparisons still reach the recorder's final flush
+            await asyncio.to_thread(capture.close)  # what waits is written, files closed
             if feedback is not None:
                 await feedback.close()  # queued feedback, while the recorder's Redis is open
             await stop_recording(recorder)  # final flush, bounded by its own timeout
@@ -177,6 +203,7 @@ def create_app(
             await pool.close()
             await flags.close()
             await bandits.close()
+            await drift.close()
 
     app = FastAPI(title="turnout gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     page = None
@@ -202,6 +229,7 @@ def create_app(
     )
     app.include_router(status_router(table, metrics, rollouts))
     app.include_router(rollout_router(table, rollout_store, rollouts, clock))
+    app.include_router(drift_router(table, drift))
     app.include_router(open_inference_router(pipeline, table, package_version()))
     if tokens.enabled:  # no token configured: the admin API is off (404), not open
         app.include_router(

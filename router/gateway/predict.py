@@ -26,6 +26,7 @@ from starlette.responses import Response
 
 from router.admin.auth import AdminTokens
 from router.bandit.runtime import BanditRuntime
+from router.capture.writer import CaptureWriter
 from router.config.experiments import NAME, InputConfig
 from router.core import logs
 from router.core.errors import InvalidInput, NotFound, TurnoutError
@@ -122,8 +123,10 @@ class PredictPipeline:
         rng: random.Random,
         clock: Callable[[], float] = time.time,
         rollouts: RolloutRuntime | None = None,
+        capture: CaptureWriter | None = None,
     ) -> None:
         self.settings = settings
+        self.capture = capture
         self.rollouts = rollouts
         self.table = table
         self.flags = flags
@@ -320,6 +323,9 @@ class PredictPipeline:
             upstream = metrics.bound(metrics.upstream_seconds, name, served.variant)
             upstream.observe(served.upstream_seconds)
         self.recorder.record(outcome)
+        capture = decided.route.experiment.capture
+        if capture is not None and self.capture is not None:
+            self.capture.offer_outcome(outcome, capture, accepted.payload)
         if self.settings.access_log:
             logs.event(
                 log,

@@ -16,6 +16,7 @@ from router.config.experiments import CaptureConfig
 from router.core.metrics import GatewayMetrics
 from router.core.settings import Settings
 from router.recording.events import Outcome, ShadowComparison
+from router.upstream.protocols import Payload
 
 MiB = 2**20
 
@@ -71,7 +72,7 @@ def lines(path: Path) -> list[dict[str, object]]:
 def test_outcomes_are_written_without_inputs_or_user_keys(tmp_path: Path) -> None:
     writer, metrics, _ = make(tmp_path)
     config = CaptureConfig(sample=1.0)
-    writer.offer_outcome(outcome("a" * 32), config, {"text": "hello there"})
+    writer.offer_outcome(outcome("a" * 32), config, Payload("text", text="hello there"))
     writer.offer_comparison(comparison("a" * 32), config, "v1", "v2")
     assert writer.write_pending()
     (part,) = files.listing(tmp_path / "capture" / "exp")
@@ -90,7 +91,9 @@ def test_outcomes_are_written_without_inputs_or_user_keys(tmp_path: Path) -> Non
 
 def test_inputs_are_kept_only_when_the_experiment_opts_in(tmp_path: Path) -> None:
     writer, _, _ = make(tmp_path)
-    writer.offer_outcome(outcome("b" * 32), CaptureConfig(sample=1.0, inputs=True), {"text": "hi"})
+    writer.offer_outcome(
+        outcome("b" * 32), CaptureConfig(sample=1.0, inputs=True), Payload("text", text="hi")
+    )
     writer.write_pending()
     (f,) = files.listing(tmp_path / "capture" / "exp")
     (record,) = lines(f.path)
@@ -127,7 +130,7 @@ def test_files_rotate_by_size_and_by_age(tmp_path: Path) -> None:
     writer, _, clock = make(tmp_path, capture_file_max_bytes=4096, capture_rotate_interval=60.0)
     config = CaptureConfig(sample=1.0, inputs=True)
     for i in range(40):  # ~13 KB: past 4 KB, each new write goes to a new file
-        writer.offer_outcome(outcome(f"{i:032x}"), config, {"text": "x" * 200})
+        writer.offer_outcome(outcome(f"{i:032x}"), config, Payload("text", text="x" * 200))
         writer.write_pending()
     by_size = files.listing(tmp_path / "capture" / "exp")
     assert len(by_size) >= 3 and sum(f.open for f in by_size) == 1
@@ -166,7 +169,9 @@ def test_the_size_cap_evicts_the_oldest_closed_files(tmp_path: Path) -> None:
     config = CaptureConfig(sample=1.0, inputs=True, max_bytes="1MiB")  # type: ignore[arg-type]
     folder = tmp_path / "capture" / "exp"
     for i in range(6000):  # ~2 MiB of 350-byte lines, in files of at most 128 KiB
-        writer.offer_outcome(outcome(f"{i:032x}", ts=1.0 + i), config, {"text": "y" * 100})
+        writer.offer_outcome(
+            outcome(f"{i:032x}", ts=1.0 + i), config, Payload("text", text="y" * 100)
+        )
         if i % 100 == 99:
             writer.write_pending()
             clock.now += 1
@@ -202,11 +207,21 @@ def test_the_policy_outlives_the_writer(tmp_path: Path) -> None:
     )
 
 
+def test_features_are_kept_by_name(tmp_path: Path) -> None:
+    writer, _, _ = make(tmp_path)
+    features = Payload("features", features={"alcohol": 13.2, "hue": 1.04})
+    writer.offer_outcome(outcome("9" * 32), CaptureConfig(sample=1.0, inputs=True), features)
+    writer.write_pending()
+    (f,) = files.listing(tmp_path / "capture" / "exp")
+    (record,) = lines(f.path)
+    assert record["input"] == {"features": {"alcohol": 13.2, "hue": 1.04}}
+
+
 def test_unencodable_records_are_counted_not_fatal(tmp_path: Path) -> None:
     writer, metrics, _ = make(tmp_path)
     config = CaptureConfig(sample=1.0, inputs=True)
-    writer.offer_outcome(outcome("f" * 32), config, {"text": "\ud800 lone surrogate"})
-    writer.offer_outcome(outcome("0" * 32), config, {"text": "fine"})
+    writer.offer_outcome(outcome("f" * 32), config, Payload("text", text="\ud800 lone surrogate"))
+    writer.offer_outcome(outcome("0" * 32), config, Payload("text", text="fine"))
     writer.write_pending()
     assert (
         value(metrics, "turnout_capture_dropped_total", experiment="exp", reason="unencodable") == 1
