@@ -24,8 +24,9 @@ REFERENCE_INPUTS = "reference_inputs.jsonl"
 REFERENCE_INPUT_ROWS = 1000
 
 
-def score_reference(scores: ArrayLike, threshold: float, source: str) -> dict[str, Any]:
-    """The card's ``reference``: validation score quantiles, how many rows they stand for."""
+def score_reference(scores: ArrayLike, threshold: float | None, source: str) -> dict[str, Any]:
+    """The card's ``reference``: validation score quantiles, how many rows they stand for (and
+    the positive rate at ``threshold``, for two classes)."""
     values = np.asarray(scores, dtype=np.float64)
     if values.size == 0:
         raise ValueError("no scores to keep as a reference")
@@ -34,7 +35,7 @@ def score_reference(scores: ArrayLike, threshold: float, source: str) -> dict[st
         "source": source,
         "rows": int(values.size),
         "quantiles": [round(float(q), 6) for q in quantiles],
-        "positive_rate": float(np.mean(values >= threshold)),
+        "positive_rate": None if threshold is None else float(np.mean(values >= threshold)),
         "mean_score": float(values.mean()),
     }
 
@@ -46,7 +47,7 @@ def input_rows(inputs: Sequence[Any]) -> list[dict[str, Any]]:
         if isinstance(item, str):
             rows.append({"text": item})
         elif isinstance(item, Mapping):
-            rows.append({"features": {str(k): float(v) for k, v in item.items()}})
+            rows.append({"features": {str(k): v for k, v in item.items()}})
         else:
             raise TypeError(f"cannot keep an input of type {type(item).__name__}")
     return rows

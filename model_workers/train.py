@@ -38,7 +38,9 @@ from sklearn.metrics import (
 from sklearn.model_selection import train_test_split
 
 from model_workers import recipes as recipes_module
-from model_workers.recipes import RECIPES, WINE_RECIPES, Recipe
+from model_workers.calibration import calibration
+from model_workers.recipes import RECIPES, WINE_RECIPES, Recipe, fit_recipe
+from model_workers.references import score_reference, write_reference_inputs
 from model_workers.registry import ARTIFACT, CARD, sha256_file, version_dir
 from router.core.errors import DatasetError, RegistryError
 
@@ -206,38 +208,51 @@ def multiclass_metrics(y_true: list[int], proba: np.ndarray, classes: list[int])
     }
 
 
-def train(
-    recipe: Recipe,
-    version: str,
-    dataset: Dataset | TabularDataset,
-    models_dir: Path,
-    model: str = "profanity",
-) -> dict[str, Any]:
-    """Fit, evaluate on a stratified hold-out, write artifact and card; return the card."""
+def split(inputs: Any, labels: list[int]) -> tuple[Any, Any, list[int], list[int]]:
+    """The stratified hold-out every card's metrics are measured on (seeded: the same rows each
+    time the same data is split)."""
     x_train, x_val, y_train, y_val = train_test_split(
-        dataset.inputs,
-        dataset.labels,
-        test_size=VALIDATION_SHARE,
-        random_state=SEED,
-        stratify=dataset.labels,
+        inputs, labels, test_size=VALIDATION_SHARE, random_state=SEED, stratify=labels
     )
-    estimator = recipe.build(recipe.params)
+    return x_train, x_val, list(y_train), list(y_val)
+
+
+def fit_timed(recipe: Recipe, inputs: Any, labels: list[int]) -> tuple[Any, float]:
     started = time.perf_counter()
-    estimator.fit(x_train, y_train)
-    fit_seconds = time.perf_counter() - started
+    estimator = fit_recipe(recipe, inputs, labels)
+    return estimator, time.perf_counter() - started
+
+
+def scores_of(estimator: Any, inputs: Any) -> np.ndarray:
+    """What a worker answers as ``score``: P(class 1) for two classes, else the top class's."""
+    proba = np.asarray(estimator.predict_proba(inputs), dtype=np.float64)
+    scores: np.ndarray = proba[:, 1] if proba.shape[1] == 2 else proba.max(axis=1)
+    return scores
+
+
+def evaluate(recipe: Recipe, estimator: Any, x_val: Any, y_val: list[int]) -> dict[str, Any]:
+    """The card's validation blocks: metrics, calibration (two classes) and the drift reference
+    (the validation scores' distribution)."""
     proba = estimator.predict_proba(x_val)
     classes = [int(c) for c in estimator.classes_]
     if len(classes) == 2:
-        metrics = validation_metrics(y_val, proba[:, 1], recipe.threshold)
-    else:
-        metrics = multiclass_metrics(y_val, proba, classes)
+        scores = proba[:, 1]
+        return {
+            "metrics": validation_metrics(y_val, scores, recipe.threshold),
+            "calibration": calibration(y_val, scores),
+            "reference": score_reference(scores, recipe.threshold, "validation"),
+        }
+    return {
+        "metrics": multiclass_metrics(y_val, proba, classes),
+        "reference": score_reference(proba.max(axis=1), None, "validation"),
+    }
 
-    packages = check_portable(estimator)
-    target = version_dir(models_dir, model, version)
-    target.mkdir(parents=True, exist_ok=True)
-    artifact = target / ARTIFACT
-    _atomic_dump(estimator, artifact)
-    card: dict[str, Any] = {
+
+def describe(
+    recipe: Recipe, model: str, version: str, estimator: Any, fit_seconds: float
+) -> dict[str, Any]:
+    """What every card says of how its model was made (data and evaluation come on top)."""
+    return {
         "model": model,
         "version": version,
         "recipe": recipe.name,
@@ -245,12 +260,6 @@ def train(
         "params": recipe.params,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "fit_seconds": round(fit_seconds, 3),
-        "dataset": {
-            **dataset.card(),
-            "train_rows": len(x_train),
-            "split_seed": SEED,
-            "validation_share": VALIDATION_SHARE,
-        },
         "training_code_sha256": training_code_hash(),
         "libraries": {
             "python": platform.python_version(),
@@ -260,17 +269,70 @@ def train(
             "joblib": joblib.__version__,
         },
         "artifact": ARTIFACT,
-        "artifact_sha256": sha256_file(artifact),
-        "metrics": metrics,
         "decision_threshold": recipe.threshold,
         "label_names": list(recipe.label_names),
         "output_flag": recipe.output_flag,
-        "input": dataset.input_spec,
-        "classes": classes,
-        "pickled_packages": packages,
+        "classes": [int(c) for c in estimator.classes_],
     }
+
+
+def write_version(
+    models_dir: Path,
+    model: str,
+    version: str,
+    estimator: Any,
+    card: dict[str, Any],
+    reference_inputs: Any,
+    exclusive: bool = False,
+) -> dict[str, Any]:
+    """Artifact, reference inputs and card into the registry; the card is written last, so a
+    version is there once its card is. ``exclusive``: refuse a version that exists already."""
+    packages = check_portable(estimator)
+    target = version_dir(models_dir, model, version)
+    if exclusive and target.exists():
+        raise RegistryError(f"{model} {version} exists already in {models_dir}; pick a new name")
+    target.mkdir(parents=True, exist_ok=not exclusive)
+    artifact = target / ARTIFACT
+    _atomic_dump(estimator, artifact)
+    card = {**card, "artifact_sha256": sha256_file(artifact), "pickled_packages": packages}
+    if reference_inputs is not None and "reference" in card:
+        inputs = write_reference_inputs(target, reference_inputs, SEED)
+        card["reference"] = {**card["reference"], "inputs": inputs}
     _atomic_write(target / CARD, json.dumps(card, indent=2, sort_keys=True).encode())
     return card
+
+
+def train(
+    recipe: Recipe,
+    version: str,
+    dataset: Dataset | TabularDataset,
+    models_dir: Path,
+    model: str = "profanity",
+) -> dict[str, Any]:
+    """Fit, evaluate on a stratified hold-out, write artifact and card; return the card."""
+    x_train, x_val, y_train, y_val = split(dataset.inputs, dataset.labels)
+    estimator, fit_seconds = fit_timed(recipe, x_train, y_train)
+    card = {
+        **describe(recipe, model, version, estimator, fit_seconds),
+        **evaluate(recipe, estimator, x_val, y_val),
+        "dataset": {
+            **dataset.card(),
+            "train_rows": len(x_train),
+            "split_seed": SEED,
+            "validation_share": VALIDATION_SHARE,
+        },
+        "input": dataset.input_spec,
+    }
+    return write_version(
+        models_dir, model, version, estimator, card, reference_rows(dataset, x_val)
+    )
+
+
+def reference_rows(dataset: Dataset | TabularDataset, x_val: Any) -> list[Any]:
+    """The validation inputs as a card's reference sample keeps them."""
+    if isinstance(dataset, TabularDataset):
+        return [dict(zip(dataset.names, map(float, row), strict=True)) for row in x_val]
+    return list(x_val)
 
 
 def _atomic_dump(obj: Any, path: Path) -> None:
