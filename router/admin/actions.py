@@ -15,6 +15,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from router.admin.deploy import Deployments
 from router.admin.promotion import Promotions
 from router.core import logs
 from router.core.errors import Conflict, InvalidInput, TurnoutError, Unavailable
@@ -65,11 +66,13 @@ class AdminActions:
     rollout_store: RolloutStore | None = None
     rollout_runtime: RolloutRuntime | None = None
     promotions: Promotions = field(init=False)
+    deployments: Deployments = field(init=False)
 
     def __post_init__(self) -> None:
         self.promotions = Promotions(
             self.table, self.flags, self.allowed_hosts, self.clock, redis_call
         )
+        self.deployments = Deployments(self.promotions, self.rollout_state_of)
 
     def route(self, name: str) -> Route:
         return self.table.require(name)

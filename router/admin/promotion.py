@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,16 +62,15 @@ class Promotions:
     clock: Callable[[], float]
     redis_call: Callable[[str], Any]
     """``admin.actions.redis_call``: Redis trouble becomes a 503 saying what was (not) done."""
-
-    def __post_init__(self) -> None:
-        self._lock = asyncio.Lock()
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """One file rewrite at a time per gateway (promotions and deploys share it)."""
 
     async def promote(self, route: Route, version: str, actor: str, reason: str) -> dict[str, Any]:
         variant = resolve_variant(route.experiment, version)
         store = self.flags.require_store()
         records = PromotionRecords(store.redis)
         name = route.name
-        async with self._lock:
+        async with self.lock:
             route = self.table.require(name)
             exp = route.experiment
             policy = exp.policy
@@ -121,7 +120,7 @@ class Promotions:
         store = self.flags.require_store()
         records = PromotionRecords(store.redis)
         name = route.name
-        async with self._lock:
+        async with self.lock:
             route = self.table.require(name)
             async with self.redis_call("nothing was changed"):
                 record = await records.last(name)

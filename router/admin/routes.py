@@ -141,6 +141,18 @@ def build_admin_router(
         reason = check_reason(body.get("reason"), True)
         return json_response(await actions.promotions.undo(route, actor, reason))
 
+    @router.post("/experiments/{name}/deploy")
+    async def deploy(request: Request, name: str, actor: str = Actor) -> Response:
+        body = await body_of(request)
+        route = actions.route(name)
+        version, url, mode = (_string(body, key) for key in ("version", "url", "as"))
+        assert version is not None and url is not None and mode is not None
+        variant = _string(body, "variant", required=False) or version
+        reason = check_reason(body.get("reason"), True)
+        return json_response(
+            await actions.deployments.deploy(route, version, variant, url, mode, actor, reason)
+        )
+
     @router.post("/experiments/{name}/rollout/{command}")
     async def rollout_command(
         request: Request, name: str, command: str, actor: str = Actor

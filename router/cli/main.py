@@ -5,7 +5,18 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
-from router.cli import drift, migrate, models, operator, replay, reports, rollout, serve, validate
+from router.cli import (
+    drift,
+    migrate,
+    models,
+    operator,
+    replay,
+    reports,
+    retrain,
+    rollout,
+    serve,
+    validate,
+)
 from router.cli.common import err_console, settings_problem
 
 app = typer.Typer(
@@ -14,7 +25,15 @@ app = typer.Typer(
     add_completion=True,
     pretty_exceptions_show_locals=False,
 )
-for commands in (models.app, serve.app, validate.app, reports.app, migrate.app, drift.app):
+for commands in (
+    models.app,
+    serve.app,
+    validate.app,
+    reports.app,
+    migrate.app,
+    drift.app,
+    retrain.app,
+):
     app.registered_commands += commands.registered_commands
     app.registered_groups += commands.registered_groups
 operator.register(app)

@@ -594,3 +594,45 @@ def render_drift(console: Console, report: dict[str, Any]) -> None:
             f"{report['source'].get('unreadable_files', 0)}",
             highlight=False,
         )
+
+
+def render_retrain(console: Console, result: dict[str, Any]) -> None:
+    """A retraining's paired evaluation, its decision, and where the version went."""
+    ev = result["evaluation"]
+    table = Table(
+        "set",
+        "rows",
+        f"AUC {result['version']}",
+        f"AUC {ev['production']}",
+        "difference [95%]",
+        "accuracy new / prod",
+        "McNemar b / c (p)",
+        title=f"{result['version']} against {ev['production']} on the same rows",
+    )
+    for label, key in (("recent window hold-out", "recent"), ("frozen base hold-out", "holdout")):
+        e = ev[key]
+        m = e["mcnemar"]
+        table.add_row(
+            label,
+            show(e["rows"]),
+            _fmt(e["auc_candidate"], ".4f"),
+            _fmt(e["auc_production"], ".4f"),
+            f"{e['auc_difference']:+.4f} [{e['interval'][0]:+.4f}, {e['interval'][1]:+.4f}]",
+            f"{e['accuracy_candidate']:.4f} / {e['accuracy_production']:.4f}",
+            f"{m['b']} / {m['c']} ({m['p_value']:.3g})",
+        )
+    console.print(table)
+    if ev["accepted"]:
+        console.print(
+            f"[green]accepted[/green]: better on the recent window, not worse on the hold-out "
+            f"(margin {ev['margin']:g})",
+            highlight=False,
+        )
+    else:
+        verdict = "[yellow]forced[/yellow] despite" if ev["forced"] else "[red]refused[/red]:"
+        console.print(f"{verdict} " + "; ".join(ev["reasons"]), highlight=False)
+    if "registered" in result:
+        console.print(f"registered {result['version']} in {result['registered']}", highlight=False)
+    deploy = result.get("deploy")
+    if deploy:
+        console.print(f"deployed as {deploy['as']}, worker at {deploy['url']}", highlight=False)

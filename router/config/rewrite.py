@@ -7,6 +7,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -51,3 +52,63 @@ def write_atomically(path: Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+DEPLOY_MODES = ("variant", "shadow", "rollout")
+
+
+def deployed_yaml(
+    text: str,
+    variant: str,
+    url: str,
+    version: str,
+    mode: str,
+    note: str,
+    rollout: dict[str, Any] | None = None,
+    shadow_sample: float = 1.0,
+) -> str:
+    """The file with a new version brought in as ``mode``:
+
+    * ``variant``: a variant taking no traffic (its worker can start and pass its checks);
+    * ``shadow``: and a shadow target (mirrored requests, compared with the primary's answers);
+    * ``rollout``: and the candidate of a rollout with the ``rollout`` settings given; a
+      blue-green experiment becomes a canary at 100/0 (sticky by user), a weighted one has its
+      weights reset to 100/0 (the rollout's steps set them from now on).
+
+    ``note`` heads the file. Raises ``ConfigError`` when the file cannot take the change.
+    """
+    if mode not in DEPLOY_MODES:
+        raise ConfigError(f"unknown deploy mode {mode!r} ({', '.join(DEPLOY_MODES)})")
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict) or not isinstance(data.get("variants"), dict):
+        raise ConfigError("the experiment file does not hold one mapping with variants")
+    wanted = {"url": url, "version": version}
+    present = data["variants"].get(variant)
+    if present is not None and {**present, "version": present.get("version", variant)} != wanted:
+        raise ConfigError(f"variant {variant!r} exists already with another url or version")
+    data["variants"][variant] = wanted
+    if mode in ("shadow", "rollout"):
+        gates = (rollout or {}).get("gates") or []
+        needs_shadow = mode == "shadow" or any(
+            isinstance(g, dict) and g.get("metric") == "shadow_agreement" for g in gates
+        )
+        if needs_shadow:
+            shadow = data.get("shadow") or {"targets": [], "sample": shadow_sample}
+            targets = list(shadow.get("targets", []))
+            if variant not in targets:
+                targets.append(variant)
+            data["shadow"] = {**shadow, "targets": targets}
+    if mode == "rollout":
+        if rollout is None:
+            raise ConfigError("no rollout settings to start the rollout with")
+        control = data.get("control")
+        policy = data.get("policy") or {}
+        kind = policy.get("kind")
+        if kind == "blue_green":
+            policy = {"kind": "canary", "sticky": "user_id"}
+        elif kind not in ("canary", "ab"):
+            raise ConfigError(f"a rollout needs a canary, ab or blue_green policy, not {kind}")
+        data["policy"] = {**policy, "weights": {control: 100, variant: 0}}
+        data["rollout"] = {"candidate": variant, **rollout}
+    header = "".join(f"# {_UNSAFE.sub(' ', line)}\n" for line in note.splitlines() or [""])
+    return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
