@@ -42,7 +42,7 @@ def params_for(settings: Settings, interval: float) -> Params:
         horizon=settings.drift_horizon,
         interval=interval,
         psi_min=settings.drift_psi_min,
-        delta_min=settings.drift_delta_min,
+        distance_min=settings.drift_distance_min,
         min_samples=settings.drift_min_samples,
     )
 

@@ -582,7 +582,7 @@ def render_drift(console: Console, report: dict[str, Any]) -> None:
     console.print(
         f"thresholds: KS p < {params['check_alpha']:.3g} ({params['alpha']:g} over "
         f"{params['horizon'] / 86400:g} days of checks every {params['interval'] / 3600:g} h), "
-        f"PSI >= {params['psi_min']:g}, pair Wasserstein >= {params['delta_min']:g}, "
+        f"PSI >= {params['psi_min']:g} or Wasserstein >= {params['distance_min']:g}, "
         f"at least {params['min_samples']} per window",
         highlight=False,
     )

@@ -330,10 +330,11 @@ class Settings(BaseSettings):
     drift_horizon: float = Field(365 * 86_400.0, gt=0)
     """Seconds over which ``drift_alpha`` holds (a year)."""
     drift_psi_min: float = Field(0.1, gt=0)
-    """Least PSI that counts as prediction drift, on top of the test's significance."""
-    drift_delta_min: float = Field(0.02, gt=0)
-    """Least Wasserstein distance between two windows' score deltas (version against version)
-    that counts as drift, on top of the test's significance."""
+    """PSI that counts as a change worth an alarm (prediction checks), on top of the test's
+    significance; so does ``drift_distance_min``."""
+    drift_distance_min: float = Field(0.02, gt=0)
+    """Wasserstein distance, in score units, that counts as a change worth an alarm: of a
+    version's scores (prediction) or of two versions' score deltas (paired)."""
     drift_min_samples: int = Field(100, ge=10)
     """Fewest scores (or pairs) in a window before a check may say drift or no drift."""
     drift_input_rows: int = Field(1_000, ge=50)

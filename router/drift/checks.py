@@ -2,8 +2,8 @@
 
 * ``prediction``: one version's live scores against its reference (the validation scores its
   model card keeps, or a window of its own past traffic): PSI, Kolmogorov-Smirnov, Wasserstein,
-  the positive rate. Drift when KS is significant at the check's level and PSI reaches its
-  minimum.
+  the positive rate. Drift when KS is significant at the check's level and the change is not
+  negligible: PSI or the Wasserstein distance (in score units) reaches its minimum.
 * ``paired``: on mirrored requests, the shadow's score minus the primary's, in the current window
   against a reference window: drift of the delta means the two versions no longer relate as they
   did (a tool that watches one model against its training data cannot see this). Drift when KS
@@ -35,7 +35,8 @@ class Params:
     interval: float
     """Seconds between two checks of the series: ``--every``, else the current window."""
     psi_min: float
-    delta_min: float
+    distance_min: float
+    """Least Wasserstein distance, in score units (of scores, or of score deltas for pairs)."""
     min_samples: int
 
     @property
@@ -120,10 +121,13 @@ def prediction(
     current = Sample.of(scores)
     distances = Distances.between(reference.sample, current)
     enough = current.n >= params.min_samples
-    verdict = stats.verdict(
-        distances.ks_p, distances.psi, params.check_alpha, params.psi_min, enough
+    large = distances.psi >= params.psi_min or distances.wasserstein >= params.distance_min
+    verdict = stats.verdict(distances.ks_p, large, params.check_alpha, enough)
+    size = (
+        f"PSI {distances.psi:.3f} (minimum {params.psi_min:g}) or Wasserstein "
+        f"{distances.wasserstein:.3f} (minimum {params.distance_min:g})"
     )
-    reason = _reason(verdict, distances, "PSI", distances.psi, params.psi_min, params)
+    reason = _reason(verdict, distances, size, large, params)
     return CheckResult(
         "prediction",
         version,
@@ -154,27 +158,21 @@ def paired(
     reference, current = Sample.of(reference_deltas), Sample.of(deltas)
     distances = Distances.between(reference, current)
     enough = min(current.n, reference.n) >= params.min_samples
-    verdict = stats.verdict(
-        distances.ks_p, distances.wasserstein, params.check_alpha, params.delta_min, enough
-    )
-    reason = _reason(
-        verdict, distances, "Wasserstein", distances.wasserstein, params.delta_min, params
-    )
+    large = distances.wasserstein >= params.distance_min
+    verdict = stats.verdict(distances.ks_p, large, params.check_alpha, enough)
+    size = f"Wasserstein {distances.wasserstein:.3f} (minimum {params.distance_min:g})"
+    reason = _reason(verdict, distances, size, large, params)
     return CheckResult("paired", name, verdict, reason, "window", distances)
 
 
-def _reason(
-    verdict: str, d: Distances, effect: str, value: float, minimum: float, params: Params
-) -> str:
+def _reason(verdict: str, d: Distances, size: str, large: bool, params: Params) -> str:
     if verdict == "insufficient":
         return (
             f"{min(d.n_current, d.n_reference)} observations, fewer than the "
             f"{params.min_samples} a verdict needs"
         )
     significant = d.ks_p < params.check_alpha
-    large = value >= minimum
     test = f"KS {d.ks:.3f} (p = {d.ks_p:.3g}, level {params.check_alpha:.3g})"
-    size = f"{effect} {value:.3f} (minimum {minimum:g})"
     if verdict == "drift":
         return f"{test} and {size}"
     if not significant and not large:

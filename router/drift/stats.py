@@ -132,14 +132,12 @@ def check_alpha(alpha: float, interval_seconds: float, horizon_seconds: float) -
     return alpha * min(1.0, interval_seconds / horizon_seconds)
 
 
-def verdict(
-    p_value: float | None, effect: float | None, alpha: float, effect_min: float, enough: bool
-) -> Verdict:
+def verdict(p_value: float | None, large: bool, alpha: float, enough: bool) -> Verdict:
     """Drift needs both: a test significant at the check's level, and an effect at least the
     practical minimum (so a huge window does not alarm on a negligible change)."""
-    if not enough or p_value is None or effect is None:
+    if not enough or p_value is None:
         return "insufficient"
-    return "drift" if p_value < alpha and effect >= effect_min else "ok"
+    return "drift" if p_value < alpha and large else "ok"
 
 
 def auc_null_sd(n_reference: int, n_current: int) -> float:

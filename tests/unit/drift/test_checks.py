@@ -11,7 +11,7 @@ from router.drift.stats import Sample
 
 DAY, YEAR = 86_400.0, 365 * 86_400.0
 PARAMS = Params(
-    alpha=0.05, horizon=YEAR, interval=DAY, psi_min=0.1, delta_min=0.02, min_samples=100
+    alpha=0.05, horizon=YEAR, interval=DAY, psi_min=0.1, distance_min=0.02, min_samples=100
 )
 
 

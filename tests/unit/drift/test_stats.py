@@ -117,19 +117,19 @@ def test_check_alpha_spreads_alpha_over_the_horizon() -> None:
 
 
 @pytest.mark.parametrize(
-    ("p_value", "effect", "enough", "expected"),
+    ("p_value", "large", "enough", "expected"),
     [
-        (1e-6, 0.3, True, "drift"),
-        (1e-6, 0.05, True, "ok"),  # significant but negligible
-        (0.01, 0.3, True, "ok"),  # large but not significant at the check's level
-        (1e-6, 0.3, False, "insufficient"),
-        (None, None, True, "insufficient"),
+        (1e-6, True, True, "drift"),
+        (1e-6, False, True, "ok"),  # significant but negligible
+        (0.01, True, True, "ok"),  # large but not significant at the check's level
+        (1e-6, True, False, "insufficient"),
+        (None, True, True, "insufficient"),
     ],
 )
 def test_verdict_needs_significance_and_effect(
-    p_value: float | None, effect: float | None, enough: bool, expected: str
+    p_value: float | None, large: bool, enough: bool, expected: str
 ) -> None:
-    assert stats.verdict(p_value, effect, 1e-4, 0.1, enough) == expected
+    assert stats.verdict(p_value, large, 1e-4, enough) == expected
 
 
 def test_auc_null_matches_mann_whitney() -> None:

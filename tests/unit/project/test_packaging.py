@@ -618,3 +618,22 @@ def test_k8s_redis_secret_examples_are_settings_that_reach_the_statefulset(
     assert f"sentinel monitor {sentinel.redis_sentinel_master} " in scripts["data"]["sentinel.sh"]
     services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
     assert services[headless]["spec"]["clusterIP"] == "None"
+
+
+def test_k8s_drift_cronjob_checks_the_deployed_experiment(k8s_rendered: Path) -> None:
+    docs = k8s_docs(k8s_rendered)
+    (cron,) = [d for d in docs if d["kind"] == "CronJob"]
+    job = cron["spec"]["jobTemplate"]["spec"]
+    assert job["backoffLimit"] == 0 and cron["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = job["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"].startswith(IMAGE) and "command" not in container
+    command, params = parse_cli(container["args"])
+    assert command == "drift" and params["name"] == _k8s_experiment()
+    env = {e["name"]: e.get("value", "from-secret") for e in container.get("env", [])}
+    assert_turnout_env(env, "turnout-drift")
+    gateway = pod_of(docs, "Deployment", "turnout-gateway")["containers"][0]
+    assert container["envFrom"] == gateway["envFrom"]  # the gateways' Redis settings
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["experiments"] == env["TURNOUT_EXPERIMENTS_DIR"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
