@@ -5,26 +5,17 @@ from __future__ import annotations
 
 import csv
 import random
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
+from benchmarks.shifted_traffic import shifted
 from router.capture.records import outcome_record
 from router.core.settings import Settings
 from router.recording.events import Outcome
 from router.storage import keys
-
-OFFENSIVE = re.compile(
-    r"\b(bitch|bitches|hoe|hoes|pussy|fuck|fucking|nigga|niggas|shit|ass|faggot|trash)\b", re.I
-)
-
-
-def shifted(text: str) -> str:
-    """Offensive words replaced by tokens no model has seen: slang that changed."""
-    return OFFENSIVE.sub(lambda m: "zq" + m.group(1)[::-1].lower() + "x", text)
 
 
 @dataclass(frozen=True)
@@ -93,4 +84,12 @@ def feedback_fields(rid: str, label: int, ts: float | None = None) -> dict[str, 
     }
 
 
-__all__ = ["LoopData", "Tweet", "captured_line", "feedback_fields", "keys", "sample_dataset"]
+__all__ = [
+    "LoopData",
+    "Tweet",
+    "captured_line",
+    "feedback_fields",
+    "keys",
+    "sample_dataset",
+    "shifted",
+]

@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import csv
 import random
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from benchmarks.shifted_traffic import shifted
 from router.core.settings import Settings
 from router.drift import inputs
 from router.drift.inputs import EvidentlyMissing, check_inputs
 from tests.conftest import requires_ci_tool
-
-OFFENSIVE = re.compile(r"\b(bitch|bitches|hoe|hoes|pussy|fuck|nigga|niggas|shit|ass)\b", re.I)
-
-
-def shifted(text: str) -> str:
-    """Offensive words replaced by tokens no model has seen (slang that changed)."""
-    return OFFENSIVE.sub(lambda m: "zq" + m.group(1)[::-1].lower() + "x", text)
 
 
 @pytest.fixture(scope="module")

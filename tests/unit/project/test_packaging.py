@@ -273,7 +273,7 @@ def test_workflows_match_the_schema() -> None:
     for schema in ("vendor.github-workflows", "custom.github-workflows-require-timeout"):
         result = run([tool, "--builtin-schema", schema, *map(str, WORKFLOWS)])
         assert result.returncode == 0, result.stdout + result.stderr
-    assert {p.name for p in WORKFLOWS} == {"ci.yml", "deploy.yml", "retrain.yml"}
+    assert {p.name for p in WORKFLOWS} == {"ci.yml", "deploy.yml", "drift.yml", "retrain.yml"}
 
 
 @pytest.fixture(scope="session")
