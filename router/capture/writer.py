@@ -85,6 +85,8 @@ class CaptureWriter:
         self.file_max_bytes = settings.capture_file_max_bytes
         self.rotate_interval = settings.capture_rotate_interval
         self._pending: deque[Pending] = deque()
+        # Read when scraped, so offered = written + queued + dropped holds on every scrape.
+        metrics.capture_queued.set_function(lambda: len(self._pending))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._open: dict[str, _OpenFile] = {}
@@ -141,7 +143,6 @@ class CaptureWriter:
         while self._pending:
             experiment, _, _ = self._pending.popleft()
             self.metrics.capture_dropped.labels(experiment, "shutdown").inc()
-        self.metrics.capture_queued.set(0)
 
     def _run(self) -> None:
         while True:
@@ -169,7 +170,6 @@ class CaptureWriter:
                 self.metrics.capture_dropped.labels(experiment, "unencodable").inc()
                 continue
             batches.setdefault(experiment, []).append(line)
-        self.metrics.capture_queued.set(len(self._pending))
         for experiment, lines in batches.items():
             self._append(experiment, b"".join(lines), len(lines))
         return bool(batches)

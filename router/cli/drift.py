@@ -98,8 +98,11 @@ def run_drift(
     else:
         ref_since, ref_until = date_range(reference, "--reference")
     source = source_for(experiment)
-    now_records = read_window(settings, experiment, since, until, source)
-    past = read_window(settings, experiment, ref_since, ref_until, source)
+    if ref_until == since:  # adjacent windows: one read, split by time
+        now_records, past = read_window(settings, experiment, ref_since, until, source).split(since)
+    else:
+        now_records = read_window(settings, experiment, since, until, source)
+        past = read_window(settings, experiment, ref_since, ref_until, source)
     if reference != "training" and not (past.outcomes or past.comparisons):
         raise fail(
             f"--reference {reference}: no {source.kind} data of {experiment.name} in that window; "

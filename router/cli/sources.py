@@ -116,6 +116,14 @@ class Records:
     def inputs(self) -> list[dict[str, Any]]:
         return [r["input"] for r in self.outcomes if isinstance(r.get("input"), dict)]
 
+    def split(self, at: float) -> tuple[Records, Records]:
+        """(records at or after ``at``, records before it)."""
+        later, earlier = Records(), Records()
+        for kind in ("outcomes", "comparisons"):
+            for record in getattr(self, kind):
+                getattr(later if record["ts"] >= at else earlier, kind).append(record)
+        return later, earlier
+
 
 @dataclass
 class Source:
