@@ -53,6 +53,11 @@ bench: train
 	$(BIN)/python -m benchmarks.bandit_regret
 	$(BIN)/python -m benchmarks.bandit_replay
 	$(BIN)/python -m benchmarks.rollout_sim
+	$(BIN)/python -m benchmarks.capture
+	$(BIN)/python -m benchmarks.capture_format
+	$(BIN)/python -m benchmarks.drift_time
+	$(BIN)/python -m benchmarks.drift_sim
+	$(BIN)/python -m benchmarks.model_quality
 	$(BIN)/python -m benchmarks.protocols
 	$(BIN)/python -m benchmarks.capacity
 	$(BIN)/python -m benchmarks.failover
