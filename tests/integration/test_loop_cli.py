@@ -4,6 +4,8 @@ on a random sample of the tweets: exit codes, verdicts, skipped lines, refusal a
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import time
 import uuid
@@ -21,6 +23,7 @@ from model_workers.train import load_dataset, train
 from router.capture import files
 from router.cli import app
 from router.drift import inputs
+from router.local.processes import ManagedProcess, poll_until
 from router.local.redis_server import EmbeddedRedis
 from router.storage import keys
 from tests.conftest import requires_ci_tool
@@ -178,3 +181,29 @@ def test_retrain_refuses_with_the_numbers_then_force_is_recorded(world: World) -
     assert card["dataset"]["sha256"] == load_dataset(world.data.base).sha256
     assert 0 <= card["calibration"]["ece"] <= 1 and card["reference"]["rows"] > 0
     assert registry.load(world.models, "profanity", "v7").version == "v7"
+
+
+def test_every_checks_again_until_stopped(world: World) -> None:
+    world.redis.delete(keys.drift("exp"))
+    process = ManagedProcess(
+        "drift --every",
+        [sys.executable, "-m", "router", "drift", "exp", "--current", "2h", "--every", "1s"],
+        env=world.env,
+        log_path=Path(world.env["TURNOUT_STATE_DIR"]) / "every.log",
+    ).start()
+    try:
+        seen: set[float] = set()
+
+        def checked_twice() -> bool:
+            run = world.redis.hget(keys.drift("exp"), "run")
+            if run:
+                seen.add(json.loads(run)["checked_at"])
+            return len(seen) >= 2
+
+        poll_until(checked_twice, 60, 0.2, what="two scheduled checks")
+        assert process.alive()
+        os.kill(process.pid, signal.SIGINT)
+        poll_until(lambda: not process.alive(), 10, what="the scheduler to stop")
+        assert process.proc is not None and process.proc.returncode == 0
+    finally:
+        process.stop()
