@@ -14,24 +14,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from router.admin.promotion import Promotions, audit, current_text
-from router.config.experiments import NAME, Experiment, Variant
+from router.config.experiments import NAME, VARIANT_MODELS, Experiment
 from router.config.loader import config_version, parse_experiment
 from router.config.rewrite import DEPLOY_MODES, deployed_yaml, write_atomically
 from router.core.errors import ConfigError, Conflict, InvalidInput
 from router.rollout.state import ACTIVE, RolloutState
 from router.routing.table import Route
+from router.upstream.protocols import DEFAULT_PROTOCOL
 
 
-def rollout_settings(experiment: Experiment) -> dict[str, Any] | None:
-    """What ``--deploy rollout`` starts a rollout with (None: the experiment has none)."""
-    if experiment.retrain is not None and experiment.retrain.rollout is not None:
-        return experiment.retrain.rollout.model_dump(mode="json", exclude_defaults=True)
-    if experiment.rollout is not None:
-        data = experiment.rollout.model_dump(mode="json", exclude_defaults=True)
-        data.pop("candidate", None)
-        return data
-    return None
+def has_rollout_settings(experiment: Experiment) -> bool:
+    """Whether ``--deploy rollout`` has settings: ``retrain.rollout``, or a ``rollout`` block."""
+    retrain = experiment.retrain
+    return (retrain is not None and retrain.rollout is not None) or experiment.rollout is not None
 
 
 @dataclass
@@ -56,19 +54,19 @@ class Deployments:
             if not re.match(NAME, value):
                 raise InvalidInput(f"'{label}' must match {NAME}, got {value!r}")
         p = self.promotions
-        try:
-            Variant.model_validate({"url": url}, context={"allowed_hosts": p.allowed_hosts})
-        except ValueError as exc:
-            raise InvalidInput(f"'url': {exc}") from None
+        try:  # deployed versions are Turnout workers: their variant is of the default protocol
+            VARIANT_MODELS[DEFAULT_PROTOCOL].model_validate(
+                {"url": url}, context={"allowed_hosts": p.allowed_hosts}
+            )
+        except ValidationError as exc:
+            raise InvalidInput(f"'url': {exc.errors()[0]['msg']}") from None
         store = p.flags.require_store()
         name = route.name
         async with p.lock:
             route = p.table.require(name)
             exp = route.experiment
-            settings = None
             if mode == "rollout":
-                settings = rollout_settings(exp)
-                if settings is None:
+                if not has_rollout_settings(exp):
                     raise Conflict(
                         f"{name} has no rollout settings: add a retrain.rollout block (or a "
                         "rollout block) to its file",
@@ -90,7 +88,7 @@ class Deployments:
             )
             sample = exp.retrain.shadow_sample if exp.retrain is not None else 1.0
             try:
-                new_text = deployed_yaml(text, variant, url, version, mode, note, settings, sample)
+                new_text = deployed_yaml(text, variant, url, version, mode, note, sample)
                 parse_experiment(new_text, route.loaded.path, p.allowed_hosts)
             except ConfigError as exc:
                 raise Conflict(f"the deployed file would be refused: {exc.detail}") from None

@@ -57,6 +57,17 @@ def write_atomically(path: Path, text: str) -> None:
 DEPLOY_MODES = ("variant", "shadow", "rollout")
 
 
+def rollout_settings(data: dict[str, Any]) -> dict[str, Any]:
+    """A rollout's settings as the file writes them: ``retrain.rollout``, else the ``rollout``
+    block without its candidate."""
+    retrain = data.get("retrain")
+    if isinstance(retrain, dict) and isinstance(retrain.get("rollout"), dict):
+        return dict(retrain["rollout"])
+    if isinstance(data.get("rollout"), dict):
+        return {k: v for k, v in data["rollout"].items() if k != "candidate"}
+    raise ConfigError("no rollout settings to start the rollout with (retrain.rollout)")
+
+
 def deployed_yaml(
     text: str,
     variant: str,
@@ -64,16 +75,16 @@ def deployed_yaml(
     version: str,
     mode: str,
     note: str,
-    rollout: dict[str, Any] | None = None,
     shadow_sample: float = 1.0,
 ) -> str:
     """The file with a new version brought in as ``mode``:
 
     * ``variant``: a variant taking no traffic (its worker can start and pass its checks);
     * ``shadow``: and a shadow target (mirrored requests, compared with the primary's answers);
-    * ``rollout``: and the candidate of a rollout with the ``rollout`` settings given; a
-      blue-green experiment becomes a canary at 100/0 (sticky by user), a weighted one has its
-      weights reset to 100/0 (the rollout's steps set them from now on).
+    * ``rollout``: and the candidate of a rollout with the file's ``retrain.rollout`` settings
+      (else its ``rollout`` block's, as written); a blue-green experiment becomes a canary at
+      100/0 (sticky by user), a weighted one has its weights reset to 100/0 (the rollout's
+      steps set them from now on).
 
     ``note`` heads the file. Raises ``ConfigError`` when the file cannot take the change.
     """
@@ -87,6 +98,7 @@ def deployed_yaml(
     if present is not None and {**present, "version": present.get("version", variant)} != wanted:
         raise ConfigError(f"variant {variant!r} exists already with another url or version")
     data["variants"][variant] = wanted
+    rollout = rollout_settings(data) if mode == "rollout" else None
     if mode in ("shadow", "rollout"):
         gates = (rollout or {}).get("gates") or []
         needs_shadow = mode == "shadow" or any(
@@ -98,9 +110,7 @@ def deployed_yaml(
             if variant not in targets:
                 targets.append(variant)
             data["shadow"] = {**shadow, "targets": targets}
-    if mode == "rollout":
-        if rollout is None:
-            raise ConfigError("no rollout settings to start the rollout with")
+    if rollout is not None:
         control = data.get("control")
         policy = data.get("policy") or {}
         kind = policy.get("kind")
