@@ -29,15 +29,44 @@ import csv
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import beta
 
 from router.drift import stats
 from router.drift.stats import Sample
 
 ALPHA, CHECKS, REFERENCE_ROWS = 0.05, 365, 4461
 LEVEL = ALPHA / CHECKS
-Rule = Callable[[Sample, Sample], bool]
+
+
+@dataclass(frozen=True)
+class Look:
+    """One check's numbers, computed once for every rule."""
+
+    ks_p: float
+    psi: float
+    wasserstein: float
+    reference_std: float
+
+    @classmethod
+    def of(cls, ref: Sample, cur: Sample) -> Look:
+        return cls(
+            stats.ks(ref, cur)[1],
+            stats.psi(ref, cur),
+            stats.wasserstein(ref, cur),
+            float(np.std(ref.points)),
+        )
+
+
+Rule = Callable[[Look], bool]
+RULES: dict[str, Rule] = {
+    "turnout": lambda x: x.ks_p < LEVEL and (x.psi >= 0.1 or x.wasserstein >= 0.02),
+    "ks_0.05": lambda x: x.ks_p < 0.05,
+    "psi_0.1": lambda x: x.psi >= 0.1,
+    "wasserstein_0.1": lambda x: x.wasserstein / x.reference_std >= 0.1,
+}
 
 
 def scores(rng: np.random.Generator, n: int, slang: float = 0.0) -> np.ndarray:
@@ -47,33 +76,13 @@ def scores(rng: np.random.Generator, n: int, slang: float = 0.0) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(logits - 4.0 * hit)))
 
 
-def turnout_rule(ref: Sample, cur: Sample) -> bool:
-    _, p = stats.ks(ref, cur)
-    return p < LEVEL and (stats.psi(ref, cur) >= 0.1 or stats.wasserstein(ref, cur) >= 0.02)
+def upper(k: int, n: int) -> float:
+    """Clopper-Pearson 95% upper bound of a proportion k / n."""
+    return 1.0 if k == n else float(beta.ppf(0.975, k + 1, n - k))
 
 
-def ks_rule(ref: Sample, cur: Sample) -> bool:
-    return stats.ks(ref, cur)[1] < 0.05
-
-
-def psi_rule(ref: Sample, cur: Sample) -> bool:
-    return stats.psi(ref, cur) >= 0.1
-
-
-def wasserstein_rule(ref: Sample, cur: Sample) -> bool:
-    return stats.wasserstein(ref, cur) / float(np.std(ref.points)) >= 0.1
-
-
-RULES: dict[str, Rule] = {
-    "turnout": turnout_rule,
-    "ks_0.05": ks_rule,
-    "psi_0.1": psi_rule,
-    "wasserstein_0.1": wasserstein_rule,
-}
-
-
-def no_shift(years: int, size: int, seed: int) -> dict[str, tuple[float, float]]:
-    """Per rule: P(at least one false alarm in a year), false alarms per year."""
+def no_shift(years: int, size: int, seed: int) -> dict[str, tuple[int, float]]:
+    """Per rule: years with at least one false alarm, false alarms per year."""
     rng = np.random.default_rng(seed)
     any_alarm = dict.fromkeys(RULES, 0)
     alarms = dict.fromkeys(RULES, 0)
@@ -81,14 +90,14 @@ def no_shift(years: int, size: int, seed: int) -> dict[str, tuple[float, float]]
         ref = Sample.of(scores(rng, REFERENCE_ROWS))
         seen = dict.fromkeys(RULES, False)
         for _ in range(CHECKS):
-            cur = Sample.of(scores(rng, size))
+            look = Look.of(ref, Sample.of(scores(rng, size)))
             for name, rule in RULES.items():
-                if rule(ref, cur):
+                if rule(look):
                     alarms[name] += 1
                     seen[name] = True
         for name in RULES:
             any_alarm[name] += seen[name]
-    return {n: (any_alarm[n] / years, alarms[n] / years) for n in RULES}
+    return {n: (any_alarm[n], alarms[n] / years) for n in RULES}
 
 
 def detection(runs: int, size: int, slang: float, seed: int) -> dict[str, tuple[float, float]]:
@@ -100,9 +109,9 @@ def detection(runs: int, size: int, slang: float, seed: int) -> dict[str, tuple[
         ref = Sample.of(scores(rng, REFERENCE_ROWS))
         found: dict[str, int] = {}
         for day in range(1, 31):
-            cur = Sample.of(scores(rng, size, slang))
+            look = Look.of(ref, Sample.of(scores(rng, size, slang)))
             for name, rule in RULES.items():
-                if name not in found and rule(ref, cur):
+                if name not in found and rule(look):
                     found[name] = day
             if len(found) == len(RULES):
                 break
@@ -113,7 +122,7 @@ def detection(runs: int, size: int, slang: float, seed: int) -> dict[str, tuple[
     return {n: (within[n] / runs, float(np.median(delays[n]))) for n in RULES}
 
 
-def paired_no_shift(years: int, size: int, seed: int) -> dict[str, tuple[float, float]]:
+def paired_no_shift(years: int, size: int, seed: int) -> dict[str, tuple[int, float]]:
     """Score deltas of two versions on the same requests, today's window against yesterday's."""
     rng = np.random.default_rng(seed)
 
@@ -122,8 +131,8 @@ def paired_no_shift(years: int, size: int, seed: int) -> dict[str, tuple[float, 
         return Sample.of(np.where(agree, rng.normal(0, 0.02, size), rng.normal(0, 0.3, size)))
 
     rules: dict[str, Rule] = {
-        "turnout": lambda r, c: stats.ks(r, c)[1] < LEVEL and stats.wasserstein(r, c) >= 0.02,
-        "ks_0.05": ks_rule,
+        "turnout": lambda x: x.ks_p < LEVEL and x.wasserstein >= 0.02,
+        "ks_0.05": RULES["ks_0.05"],
     }
     any_alarm = dict.fromkeys(rules, 0)
     alarms = dict.fromkeys(rules, 0)
@@ -132,14 +141,15 @@ def paired_no_shift(years: int, size: int, seed: int) -> dict[str, tuple[float, 
         seen = dict.fromkeys(rules, False)
         for _ in range(CHECKS):
             today = deltas()
+            look = Look.of(previous, today)
             for name, rule in rules.items():
-                if rule(previous, today):
+                if rule(look):
                     alarms[name] += 1
                     seen[name] = True
             previous = today
         for name in rules:
             any_alarm[name] += seen[name]
-    return {n: (any_alarm[n] / years, alarms[n] / years) for n in rules}
+    return {n: (any_alarm[n], alarms[n] / years) for n in rules}
 
 
 def evidently_no_shift(runs: int, default_runs: int, size: int) -> None:
@@ -203,11 +213,16 @@ def main() -> None:
     years = 20 if args.quick else 100
     runs = 100 if args.quick else 400
     started = time.perf_counter()
+    header = (
+        f"  {'per day':>8s} {'rule':16s} {'P(false alarm in a year) [95% upper]':>37s} "
+        f"{'per year':>9s}"
+    )
     print(f"prediction drift, no shift: {years} simulated years of daily checks per size")
-    print(f"  {'scores/day':>10s} {'rule':16s} {'P(false alarm in a year)':>25s} {'per year':>9s}")
+    print(header)
     for size in (200, 2000, 20000):
-        for name, (p, per_year) in no_shift(years, size, seed=size).items():
-            print(f"  {size:10,d} {name:16s} {p:25.3f} {per_year:9.2f}")
+        for name, (k, per_year) in no_shift(years, size, seed=size).items():
+            line = f"{k / years:.3f} [{upper(k, years):.3f}]"
+            print(f"  {size:8,d} {name:16s} {line:>37s} {per_year:9.2f}")
     print(f"prediction drift, slang replaces words in a share of positives ({runs} runs each)")
     print(
         f"  {'scores/day':>10s} {'share':>6s} {'rule':16s} {'P(found in 7 days)':>19s} "
@@ -216,11 +231,13 @@ def main() -> None:
     for size in (200, 2000):
         for slang in (0.1, 0.3):
             for name, (p, median) in detection(runs, size, slang, seed=int(size * slang)).items():
-                print(f"  {size:10,d} {slang:6.1f} {name:16s} {p:19.3f} {median:12.1f}")
+                print(f"  {size:8,d} {slang:6.1f} {name:16s} {p:19.3f} {median:12.1f}")
     print(f"paired (score deltas on mirrored requests), no shift, {years} years of daily checks")
+    print(header)
     for size in (500, 5000):
-        for name, (p, per_year) in paired_no_shift(years, size, seed=size + 1).items():
-            print(f"  {size:10,d} {name:16s} {p:25.3f} {per_year:9.2f}")
+        for name, (k, per_year) in paired_no_shift(years, size, seed=size + 1).items():
+            line = f"{k / years:.3f} [{upper(k, years):.3f}]"
+            print(f"  {size:8,d} {name:16s} {line:>37s} {per_year:9.2f}")
     print("input drift (Evidently's text domain classifier), random splits of real tweets")
     evidently_no_shift(20 if args.quick else 100, 3 if args.quick else 10, 500)
     print(f"({time.perf_counter() - started:.0f} s)")
