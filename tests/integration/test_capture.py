@@ -95,6 +95,9 @@ def test_captured_outcomes_and_comparisons(stack: tuple[Gateway, Path, str]) -> 
     assert all(r["shadow_version"] == "v3" for r in shadows)
     raw = b"".join(f.path.read_bytes() for f in files.listing(root / name))
     assert b"alice" not in raw, "raw user ids never reach capture"
+    listed = httpx.get(f"{gateway.url}/experiments").json()["experiments"]
+    (described,) = [e for e in listed if e["name"] == name]
+    assert described["capture"]["inputs"] is True and described["capture"]["sample"] == 1.0
     metrics = httpx.get(f"{gateway.url}/metrics").text
     assert f'turnout_capture_written_total{{experiment="{name}"}} 50.0' in metrics
 
