@@ -76,9 +76,11 @@ def scores(rng: np.random.Generator, n: int, slang: float = 0.0) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(logits - 4.0 * hit)))
 
 
-def upper(k: int, n: int) -> float:
-    """Clopper-Pearson 95% upper bound of a proportion k / n."""
-    return 1.0 if k == n else float(beta.ppf(0.975, k + 1, n - k))
+def interval(k: int, n: int) -> str:
+    """k / n with its Clopper-Pearson 95% interval."""
+    low = 0.0 if k == 0 else float(beta.ppf(0.025, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(0.975, k + 1, n - k))
+    return f"{k / n:.2f} [{low:.2f}, {high:.2f}]"
 
 
 def no_shift(years: int, size: int, seed: int) -> dict[str, tuple[int, float]]:
@@ -214,15 +216,13 @@ def main() -> None:
     runs = 100 if args.quick else 400
     started = time.perf_counter()
     header = (
-        f"  {'per day':>8s} {'rule':16s} {'P(false alarm in a year) [95% upper]':>37s} "
-        f"{'per year':>9s}"
+        f"  {'per day':>8s} {'rule':16s} {'P(false alarm in a year) [95%]':>37s} {'per year':>9s}"
     )
     print(f"prediction drift, no shift: {years} simulated years of daily checks per size")
     print(header)
     for size in (200, 2000, 20000):
         for name, (k, per_year) in no_shift(years, size, seed=size).items():
-            line = f"{k / years:.3f} [{upper(k, years):.3f}]"
-            print(f"  {size:8,d} {name:16s} {line:>37s} {per_year:9.2f}")
+            print(f"  {size:8,d} {name:16s} {interval(k, years):>37s} {per_year:9.2f}")
     print(f"prediction drift, slang replaces words in a share of positives ({runs} runs each)")
     print(
         f"  {'scores/day':>10s} {'share':>6s} {'rule':16s} {'P(found in 7 days)':>19s} "
@@ -236,8 +236,7 @@ def main() -> None:
     print(header)
     for size in (500, 5000):
         for name, (k, per_year) in paired_no_shift(years, size, seed=size + 1).items():
-            line = f"{k / years:.3f} [{upper(k, years):.3f}]"
-            print(f"  {size:8,d} {name:16s} {line:>37s} {per_year:9.2f}")
+            print(f"  {size:8,d} {name:16s} {interval(k, years):>37s} {per_year:9.2f}")
     print("input drift (Evidently's text domain classifier), random splits of real tweets")
     evidently_no_shift(20 if args.quick else 100, 3 if args.quick else 10, 500)
     print(f"({time.perf_counter() - started:.0f} s)")
