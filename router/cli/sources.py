@@ -14,7 +14,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from router.capture.reader import ReadStats, read_records
@@ -23,7 +22,7 @@ from router.config.experiments import NAME, Experiment, parse_duration
 from router.config.loader import load_directory
 from router.core.settings import Settings
 from router.drift import reads
-from router.storage.client import connect
+from router.storage.client import RedisClient, connect, redis_configured
 
 T = TypeVar("T")
 
@@ -84,13 +83,15 @@ def experiment_named(settings: Settings, name: str) -> Experiment:
     )
 
 
-def redis_client(settings: Settings) -> aioredis.Redis:
-    """The gateway's Redis: TURNOUT_REDIS_URL, else the local stack's embedded one."""
-    url = settings.redis_url or f"redis://127.0.0.1:{settings.redis_port}/0"
+def redis_client(settings: Settings) -> RedisClient:
+    """The gateways' Redis (URL, Sentinel or Cluster), else the local stack's embedded one."""
+    if redis_configured(settings):
+        return connect(settings, "turnout-cli")
+    url = f"redis://127.0.0.1:{settings.redis_port}/0"
     return connect(settings.model_copy(update={"redis_url": url}), "turnout-cli")
 
 
-def on_redis(settings: Settings, what: str, job: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+def on_redis(settings: Settings, what: str, job: Callable[[RedisClient], Awaitable[T]]) -> T:
     """Run ``job`` with a Redis client; exit 1 saying ``what`` could not be done if Redis fails."""
 
     async def main() -> T:
@@ -151,7 +152,7 @@ def read_window(
             )
         return records
 
-    async def job(client: aioredis.Redis) -> Records:
+    async def job(client: RedisClient) -> Records:
         outcomes = await reads.read_outcomes(client, experiment.name, since, until)
         pairs = await reads.read_comparisons(client, experiment.name, since, until)
         for pair in pairs:  # the streams name variants; versions come from the config in force

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
 from router.storage import keys
+from router.storage.client import RedisClient
 from router.storage.codec import as_text_dict, text
 
 PAGE = 5_000
@@ -23,7 +23,7 @@ past the window's end and keep what the entry's own ``ts`` puts inside it."""
 
 
 async def _entries(
-    client: aioredis.Redis, key: str, since: float, until: float, lag_ms: int = WRITE_LAG_MS
+    client: RedisClient, key: str, since: float, until: float, lag_ms: int = WRITE_LAG_MS
 ) -> AsyncIterator[dict[str, str]]:
     start = f"{max(0, int(since * 1000))}-0"
     end = f"{int(until * 1000) + lag_ms}"
@@ -55,7 +55,7 @@ def _json(value: str | None) -> Any:
 
 
 async def read_outcomes(
-    client: aioredis.Redis, experiment: str, since: float, until: float
+    client: RedisClient, experiment: str, since: float, until: float
 ) -> list[dict[str, Any]]:
     out = []
     async for f in _entries(client, keys.events(experiment), since, until):
@@ -79,7 +79,7 @@ async def read_outcomes(
 
 
 async def read_comparisons(
-    client: aioredis.Redis, experiment: str, since: float, until: float
+    client: RedisClient, experiment: str, since: float, until: float
 ) -> list[dict[str, Any]]:
     """Mirrored requests (variants, not versions: the caller maps them with its config)."""
     out = []
@@ -103,7 +103,7 @@ async def read_comparisons(
 
 
 async def read_feedback_labels(
-    client: aioredis.Redis, experiment: str, since: float, until: float
+    client: RedisClient, experiment: str, since: float, until: float
 ) -> dict[str, Any]:
     """Request id -> the true label ``POST /feedback`` gave, for feedback accepted in the window
     (feedback given as a bare reward carries no label and is left out)."""

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from router.core import logs
 from router.core.metrics import GatewayMetrics
 from router.drift.store import GAUGE_VERDICTS, DriftState, read_state, read_states
 from router.routing.table import RouteTable
+from router.storage.client import RedisClient
 
 log = logging.getLogger("turnout.drift")
 
@@ -25,7 +25,7 @@ log = logging.getLogger("turnout.drift")
 class DriftVerdicts:
     def __init__(
         self,
-        client: aioredis.Redis | None,
+        client: RedisClient | None,
         table: RouteTable,
         metrics: GatewayMetrics,
         interval: float,

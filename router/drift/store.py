@@ -1,7 +1,7 @@
 """Drift verdicts in Redis: ``turnout drift`` writes the last run, gateways read it.
 
-One hash per experiment (one key, so one Cluster slot), replaced whole in one transaction: a
-reader sees the last run or the one before, never half of each. Verdicts are plain data, so the
+One hash per experiment (one key, so one Cluster slot), replaced whole by one script: a reader
+sees the last run or the one before, never half of each. Verdicts are plain data, so the
 gateway's gauges, its ``GET /experiments/{name}/drift`` and a console read the same thing.
 """
 
@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
 from router.storage import keys
+from router.storage.client import RedisClient
 from router.storage.codec import as_text_dict
+from router.storage.scripts import REPLACE_HASH_LUA
 
 GAUGE_VERDICTS = {"drift": 1.0, "ok": 0.0}
 """Verdicts exported as ``turnout_drift``; ``insufficient`` and ``skipped`` are not a 0."""
@@ -63,16 +64,15 @@ class DriftState:
         return {**self.run, "verdicts": [v.as_dict() for v in self.verdicts]}
 
 
-async def write_state(client: aioredis.Redis, experiment: str, state: DriftState) -> None:
-    mapping: dict[Any, Any] = {keys.DRIFT_RUN: orjson.dumps(state.run).decode()}
+async def write_state(client: RedisClient, experiment: str, state: DriftState) -> None:
+    fields = [keys.DRIFT_RUN, orjson.dumps(state.run).decode()]
     for verdict in state.verdicts:
-        field_name = keys.drift_field(verdict.version, verdict.check)
-        mapping[field_name] = orjson.dumps(verdict.as_dict()).decode()
-    key = keys.drift(experiment)
-    async with client.pipeline(transaction=True) as pipe:
-        pipe.delete(key)
-        pipe.hset(key, mapping=mapping)
-        await pipe.execute()
+        fields += [
+            keys.drift_field(verdict.version, verdict.check),
+            orjson.dumps(verdict.as_dict()).decode(),
+        ]
+    script = client.register_script(REPLACE_HASH_LUA)
+    await script(keys=[keys.drift(experiment)], args=fields)
 
 
 def parse_state(raw: Mapping[str, str]) -> DriftState | None:
@@ -91,11 +91,11 @@ def parse_state(raw: Mapping[str, str]) -> DriftState | None:
     return DriftState(run if isinstance(run, dict) else {}, verdicts)
 
 
-async def read_state(client: aioredis.Redis, experiment: str) -> DriftState | None:
+async def read_state(client: RedisClient, experiment: str) -> DriftState | None:
     return parse_state(as_text_dict(await client.hgetall(keys.drift(experiment))))
 
 
-async def read_states(client: aioredis.Redis, experiments: Iterable[str]) -> dict[str, DriftState]:
+async def read_states(client: RedisClient, experiments: Iterable[str]) -> dict[str, DriftState]:
     """The last run of each experiment that has one (one round trip per experiment's slot)."""
     names = sorted(experiments)
     states = {}

@@ -153,7 +153,7 @@ def create_app(
         capture,
     )
     drift = DriftVerdicts(
-        connect(settings, "turnout-drift") if settings.redis_url else None,
+        connect(settings, "turnout-drift") if redis_configured(settings) else None,
         table,
         metrics,
         settings.drift_refresh_interval,

@@ -171,3 +171,12 @@ end
 redis.call('HSET', KEYS[1], unpack(fields))
 return 'ok'
 """
+
+
+# A hash replaced whole (the drift verdicts): readers see the old fields or the new, never a mix.
+# KEYS: the hash. ARGV: field, value, field, value, ...
+REPLACE_HASH_LUA = """
+redis.call('DEL', KEYS[1])
+if #ARGV > 0 then redis.call('HSET', KEYS[1], unpack(ARGV)) end
+return 1
+"""

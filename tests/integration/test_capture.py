@@ -10,13 +10,14 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-import redis.asyncio as aioredis
 
 from router.capture import files
 from router.capture.reader import read_records
+from router.core.settings import Settings
 from router.drift.store import DriftState, Verdict, write_state
 from router.local.processes import poll_until
-from router.local.redis_server import EmbeddedRedis
+from router.local.redis_server import RedisTopology
+from router.storage.client import connect
 from tests.conftest import Gateway, GatewayFactory, WorkerFactory, write_experiment
 
 FAST = {
@@ -40,7 +41,7 @@ def experiment(name: str, model: str, workers: dict[str, str], capture: str) -> 
 def stack(
     start_gateway: GatewayFactory,
     start_worker: WorkerFactory,
-    redis_server: EmbeddedRedis,
+    redis_server: RedisTopology,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Gateway, Path, str]:
     workers = {"v1": start_worker("v1").url, "v3": start_worker("v3").url}
@@ -57,9 +58,7 @@ def stack(
         "noinputs.yaml",
     )
     state = tmp_path_factory.mktemp("state")
-    gateway = start_gateway(
-        folder, TURNOUT_REDIS_URL=redis_server.url, TURNOUT_STATE_DIR=str(state), **FAST
-    )
+    gateway = start_gateway(folder, TURNOUT_STATE_DIR=str(state), **redis_server.env, **FAST)
     return gateway, state / "capture", run
 
 
@@ -113,7 +112,7 @@ def test_without_inputs_only_recorded_fields_are_kept(stack: tuple[Gateway, Path
 
 
 def test_drift_verdicts_are_served_and_exported(
-    stack: tuple[Gateway, Path, str], redis_server: EmbeddedRedis
+    stack: tuple[Gateway, Path, str], redis_server: RedisTopology
 ) -> None:
     gateway, _, run = stack
     name = f"cap-{run}"
@@ -122,7 +121,7 @@ def test_drift_verdicts_are_served_and_exported(
     assert httpx.get(f"{gateway.url}/experiments/nope/drift").status_code == 404
 
     async def write() -> None:
-        client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+        client = connect(Settings(**redis_server.settings))
         state = DriftState(
             {"checked_at": 1_700_000_000.0, "drift": True, "html": "/state/drift.html"},
             [

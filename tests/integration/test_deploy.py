@@ -16,7 +16,7 @@ import redis
 import yaml
 
 from router.local.processes import free_port, poll_until
-from router.local.redis_server import EmbeddedRedis
+from router.local.redis_server import RedisTopology
 from router.storage import keys
 from tests.conftest import GatewayFactory, WorkerFactory, write_experiment
 
@@ -39,7 +39,7 @@ class Setup:
     url: str
     folder: Path
     worker: str
-    redis: redis.Redis
+    redis: redis.Redis | redis.RedisCluster
 
     def file(self, name: str) -> Path:
         return self.folder / f"{name}.yaml"
@@ -50,7 +50,7 @@ def setup(
     tmp_path_factory: pytest.TempPathFactory,
     start_gateway: GatewayFactory,
     start_worker: WorkerFactory,
-    redis_server: EmbeddedRedis,
+    redis_server: RedisTopology,
 ) -> Iterator[Setup]:
     v1 = start_worker("v1").url
     v3 = start_worker("v3").url
@@ -61,12 +61,12 @@ def setup(
         )
     bare = WITH_SETTINGS.format(name="bare", model="m3", v1=v1).split("retrain:")[0]
     write_experiment(folder, bare, "bare.yaml")
-    url = redis_server.url.rsplit("/", 1)[0] + f"/{DB}"
-    client = redis.Redis.from_url(url, decode_responses=True)
-    client.flushdb()
+    server = redis_server.with_db(DB)
+    client = server.client()
+    client.delete(*(keys.rollout(n) for n in ("shadowed", "rolled", "bare")))
     gateway = start_gateway(
         folder,
-        TURNOUT_REDIS_URL=url,
+        **server.env,
         TURNOUT_ADMIN_TOKENS=json.dumps({"ops": TOKEN}),
         TURNOUT_ROLLOUT_CHECK_INTERVAL="0.2",
         TURNOUT_ROLLOUT_REFRESH_INTERVAL="0.2",

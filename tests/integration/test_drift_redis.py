@@ -6,37 +6,41 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-import redis.asyncio as aioredis
-
 from router.core.metrics import GatewayMetrics
 from router.core.settings import Settings
 from router.drift import reads
 from router.drift.store import DriftState, Verdict, read_state, read_states, write_state
-from router.local.redis_server import EmbeddedRedis
+from router.local.redis_server import RedisTopology
 from router.recording.events import Outcome, ShadowComparison
 from router.recording.feedback import FeedbackInput, FeedbackWriter
 from router.recording.recorder import RedisRecorder
+from router.storage import keys
+from router.storage.client import RedisClient, connect
 
 DB = 11  # a database of its own on the shared test server
 
 
+KEYS = (keys.drift, keys.events, keys.shadow_events, keys.feedback)
+
+
 def run(
-    redis_server: EmbeddedRedis, scenario: Callable[[aioredis.Redis, str], Awaitable[None]]
+    redis_server: RedisTopology, scenario: Callable[[RedisClient, Settings], Awaitable[None]]
 ) -> None:
     async def main() -> None:
-        url = redis_server.url.rsplit("/", 1)[0] + f"/{DB}"
-        client = aioredis.Redis.from_url(url, decode_responses=True)
-        await client.flushdb()
+        settings = Settings(**redis_server.with_db(DB).settings)
+        client = connect(settings)
+        for key in (k(e) for e in ("exp", "other") for k in KEYS):
+            await client.delete(key)
         try:
-            await scenario(client, url)
+            await scenario(client, settings)
         finally:
             await client.aclose()
 
     asyncio.run(main())
 
 
-def test_verdicts_are_replaced_whole(redis_server: EmbeddedRedis) -> None:
-    async def scenario(client: aioredis.Redis, _: str) -> None:
+def test_verdicts_are_replaced_whole(redis_server: RedisTopology) -> None:
+    async def scenario(client: RedisClient, _: Settings) -> None:
         first = DriftState(
             {"checked_at": 1.0, "drift": True, "html": "/tmp/drift.html"},
             [
@@ -85,9 +89,9 @@ def outcome(rid: str, ts: float, version: str, score: float) -> Outcome:
     )
 
 
-def test_streams_read_back_by_window(redis_server: EmbeddedRedis) -> None:
-    async def scenario(client: aioredis.Redis, url: str) -> None:
-        recorder = RedisRecorder(Settings(redis_url=url), GatewayMetrics())
+def test_streams_read_back_by_window(redis_server: RedisTopology) -> None:
+    async def scenario(client: RedisClient, settings: Settings) -> None:
+        recorder = RedisRecorder(settings, GatewayMetrics())
         now = time.time()
         for i in range(30):
             recorder.record(outcome(f"{i:032x}", now - 30 + i, "v1", i / 30))

@@ -24,7 +24,7 @@ from router.capture import files
 from router.cli import app
 from router.drift import inputs
 from router.local.processes import ManagedProcess, poll_until
-from router.local.redis_server import EmbeddedRedis
+from router.local.redis_server import RedisTopology
 from router.storage import keys
 from tests.conftest import requires_ci_tool
 from tests.loop_support import (
@@ -46,7 +46,7 @@ class World:
     env: dict[str, str]
     capture: Path
     models: Path
-    redis: redis.Redis
+    redis: redis.Redis | redis.RedisCluster
 
     def run(self, *args: str) -> tuple[int, str]:
         result = runner.invoke(app, list(args), env=self.env)
@@ -74,7 +74,7 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, redis_server: EmbeddedRedis) -> Iterator[World]:
+def world(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisTopology) -> Iterator[World]:
     root = tmp_path_factory.mktemp("loop")
     data = sample_dataset(root / "data")
     models = root / "models"
@@ -87,15 +87,15 @@ def world(tmp_path_factory: pytest.TempPathFactory, redis_server: EmbeddedRedis)
         "policy: {kind: blue_green, active: v1}\n"
         "capture: {sample: 1.0, inputs: true}\n"
     )
-    url = redis_server.url.rsplit("/", 1)[0] + f"/{DB}"
-    client = redis.Redis.from_url(url, decode_responses=True)
-    client.flushdb()
+    server = redis_server.with_db(DB)
+    client = server.client()
+    client.delete(keys.drift("exp"), keys.feedback("exp"))
     env = {
         "TURNOUT_DATASET": str(data.base),
         "TURNOUT_MODELS_DIR": str(models),
         "TURNOUT_EXPERIMENTS_DIR": str(experiments),
         "TURNOUT_STATE_DIR": str(root / "state"),
-        "TURNOUT_REDIS_URL": url,
+        **server.env,
     }
     yield World(data, env, root / "state" / "capture", models, client)
     client.close()
