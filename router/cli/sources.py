@@ -19,8 +19,9 @@ from redis.exceptions import RedisError
 from router.capture.reader import ReadStats, read_records
 from router.cli.common import fail
 from router.config.experiments import NAME, Experiment, parse_duration
-from router.config.loader import load_directory
+from router.config.resolve import load_directory
 from router.core.settings import Settings
+from router.core.state import StateFolder
 from router.drift import reads
 from router.storage.client import RedisClient, connect, redis_configured
 
@@ -72,7 +73,12 @@ def experiment_named(settings: Settings, name: str) -> Experiment:
     """The experiment as the gateway would load it; exit 2 if there is none of that name."""
     if not re.match(NAME, name):
         raise fail(f"{name!r} is not an experiment name (expected {NAME})", 2)
-    report = load_directory(settings.experiments_dir, settings.allowed_hosts)
+    report = load_directory(
+        settings.experiments_dir,
+        settings.allowed_hosts,
+        settings.experiment_max_bytes,
+        StateFolder(settings.state_dir),
+    )
     if name in report.experiments:
         return report.experiments[name].experiment
     known = ", ".join(sorted(report.experiments)) or "none"
