@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     everything and says which child kept exiting."""
     stack_restart_window: float = Field(60.0, gt=0)
     """Seconds over which a child's exits are counted against ``stack_restart_limit``."""
+    stack_reconcile_interval: float = Field(2.0, gt=0)
+    """Seconds between two reads of the experiments by ``turnout up``: it starts a worker for a
+    local Turnout variant added while it runs and stops one whose variant was removed."""
 
     # --- upstream calls ----------------------------------------------------------------
     upstream_connect_timeout: float = Field(0.5, gt=0)

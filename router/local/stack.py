@@ -1,5 +1,8 @@
 """``turnout up``: Redis, one worker per Turnout version the experiments name, and the gateway.
 
+While it runs it follows the experiment files: a local Turnout variant added (``turnout retrain
+--deploy``, an edit) gets its worker, one removed has its worker stopped.
+
 Variants of other protocols (BentoML, MLServer, MLflow, any JSON service) are run by their own
 tools: ``turnout up`` starts nothing for them, waits a bounded time for them to be ready, and
 says which are not.
@@ -129,6 +132,12 @@ class Stack:
         self.state = StateFolder(self.workdir)
         self.children: list[Child] = []
         self.redis: EmbeddedRedis | None = None
+        self.workers: dict[WorkerSpec, Child] = {}
+        self.failed: set[WorkerSpec] = set()
+        """Workers added while running that did not start: not tried again while still named."""
+        self.env: dict[str, str] = {}
+        """What the children get on top of this process's environment (set by ``start``)."""
+        self._reconciled_at = 0.0
 
     @property
     def processes(self) -> list[ManagedProcess]:
@@ -157,16 +166,8 @@ class Stack:
             else self.state.make_salt()
         )
         env |= {"TURNOUT_STATE_DIR": str(self.workdir), "TURNOUT_USER_HASH_SALT": salt}
-        logs = self.workdir / "logs"
-        workers = []
-        for spec in specs:
-            argv = [sys.executable, "-m", "router", "worker", "--model", spec.model]
-            argv += ["--version", spec.version, "--port", str(spec.port), "--host", spec.host]
-            name = f"worker {spec.model} {spec.version}"
-            launch = self._launcher(name, argv, env, logs / f"worker-{spec.version}.log")
-            ready = f"http://{spec.host}:{spec.port}"
-            workers.append(Child(name, launch, f"{ready}/readyz", 120.0, launch()))
-        self.children += workers
+        self.env = env
+        workers = [self._worker(spec) for spec in specs]
         for child in workers:
             self._wait(child)
             say(f"{child.name} ready at {str(child.ready_url).removesuffix('/readyz')}")
@@ -179,7 +180,8 @@ class Stack:
             admin = self.state.make_admin_token(url)
             gateway_env["TURNOUT_ADMIN_TOKENS"] = json.dumps({LOCAL_ADMIN: admin.token})
         argv = [sys.executable, "-m", "router", "gateway", "--port", str(settings.port)]
-        launch = self._launcher("gateway", argv, gateway_env, logs / "gateway.log")
+        log = self.workdir / "logs" / "gateway.log"
+        launch = self._launcher("gateway", argv, gateway_env, log)
         gateway = Child("gateway", launch, f"{url}/healthz", 60.0, launch())
         self.children.append(gateway)
         self._wait(gateway)
@@ -220,6 +222,49 @@ class Stack:
                 f"{spec.url}: {state} (not started by turnout up)"
             )
 
+    def _worker(self, spec: WorkerSpec) -> Child:
+        """Start the worker of ``spec`` (not waiting for it) and supervise it."""
+        argv = [sys.executable, "-m", "router", "worker", "--model", spec.model]
+        argv += ["--version", spec.version, "--port", str(spec.port), "--host", spec.host]
+        name = f"worker {spec.model} {spec.version}"
+        log = self.workdir / "logs" / f"worker-{spec.version}.log"
+        launch = self._launcher(name, argv, self.env, log)
+        ready = f"http://{spec.host}:{spec.port}/readyz"
+        child = Child(name, launch, ready, 120.0, launch())
+        self.children.append(child)
+        self.workers[spec] = child
+        return child
+
+    def reconcile(self, say: Callable[[str], object] = print) -> None:
+        """Start the workers the experiments name now and the stack does not run; stop the ones
+        no experiment names any more. Files that fail to load keep their workers (the gateway
+        serves their last good version)."""
+        try:
+            wanted = set(workers_needed(self.settings, say=lambda _: None))
+        except ConfigError as exc:  # two versions on one port: change nothing until fixed
+            say(f"workers unchanged: {exc.detail}")
+            return
+        self.failed &= wanted
+        for spec in [s for s in self.workers if s not in wanted]:
+            child = self.workers.pop(spec)
+            self.children.remove(child)
+            if child.process is not None:
+                child.process.stop()
+            say(f"{child.name} stopped (no experiment names it any more)")
+        for spec in sorted(wanted - self.workers.keys() - self.failed, key=lambda s: s.port):
+            child = self._worker(spec)
+            try:
+                self._wait(child)
+            except RuntimeError as exc:
+                self.workers.pop(spec)
+                self.children.remove(child)
+                if child.process is not None:
+                    child.process.stop()
+                self.failed.add(spec)
+                say(f"{child.name} added but not started: {exc}")
+                continue
+            say(f"{child.name} started at {str(child.ready_url).removesuffix('/readyz')}")
+
     def _launcher(
         self, name: str, argv: list[str], env: dict[str, str], log_path: Path
     ) -> Callable[[], ManagedProcess]:
@@ -255,6 +300,7 @@ class Stack:
             self.redis.stop()
             self.redis = None
         self.children.clear()
+        self.workers.clear()
         self.state.clear_stack()
         self.state.clear_admin_token()
 
@@ -302,6 +348,9 @@ class Stack:
         signal.signal(signal.SIGINT, on_signal)
         while not stopping:
             self.supervise(say)
+            if time.monotonic() - self._reconciled_at >= self.settings.stack_reconcile_interval:
+                self.reconcile(say)
+                self._reconciled_at = time.monotonic()
             time.sleep(0.2)
 
 
