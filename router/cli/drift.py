@@ -286,7 +286,9 @@ def check_once(
     from router.cli.render import render_drift
 
     experiment = experiment_named(settings, name)
-    report = run_drift(settings, experiment, seconds, reference, interval, html, time.time())
+    # Reading a day of capture files and running Evidently can take a while: say so, on stderr.
+    with err_console.status(f"checking drift of {name}: reading captures, testing each version"):
+        report = run_drift(settings, experiment, seconds, reference, interval, html, time.time())
     state = verdicts_of(report)
     on_redis(
         settings,
