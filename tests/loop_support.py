@@ -50,7 +50,13 @@ def sample_dataset(folder: Path, base_rows: int = 4000, seed: int = 20170101) ->
 
 
 def captured_line(rid: str, ts: float, version: str, score: float, text: str) -> bytes:
-    outcome = Outcome(
+    outcome = scored_outcome(rid, ts, version, score)
+    return orjson.dumps(outcome_record(outcome, {"text": text})) + b"\n"
+
+
+def scored_outcome(rid: str, ts: float, version: str, score: float) -> Outcome:
+    """An answered request of experiment ``exp``: ``version`` gave ``score`` (label at 0.5)."""
+    return Outcome(
         request_id=rid,
         experiment="exp",
         config_version="cv",
@@ -67,7 +73,6 @@ def captured_line(rid: str, ts: float, version: str, score: float, text: str) ->
         fallback=False,
         ts=ts,
     )
-    return orjson.dumps(outcome_record(outcome, {"text": text})) + b"\n"
 
 
 def feedback_fields(rid: str, label: int, ts: float | None = None) -> dict[str, str]:

@@ -11,11 +11,12 @@ from router.core.settings import Settings
 from router.drift import reads
 from router.drift.store import DriftState, Verdict, read_state, read_states, write_state
 from router.local.redis_server import RedisTopology
-from router.recording.events import Outcome, ShadowComparison
+from router.recording.events import ShadowComparison
 from router.recording.feedback import FeedbackInput, FeedbackWriter
 from router.recording.recorder import RedisRecorder
 from router.storage import keys
 from router.storage.client import RedisClient, connect
+from tests.loop_support import scored_outcome as outcome
 
 DB = 11  # a database of its own on the shared test server
 
@@ -67,26 +68,6 @@ def test_verdicts_are_replaced_whole(redis_server: RedisTopology) -> None:
         assert set(await read_states(client, ["exp", "other"])) == {"exp"}
 
     run(redis_server, scenario)
-
-
-def outcome(rid: str, ts: float, version: str, score: float) -> Outcome:
-    return Outcome(
-        request_id=rid,
-        experiment="exp",
-        config_version="cv",
-        variant=version,
-        served_variant=version,
-        version=version,
-        sticky=False,
-        propensity=1.0,
-        user_hash=None,
-        status=200,
-        latency_ms=1.0,
-        label=int(score >= 0.5),
-        score=score,
-        fallback=False,
-        ts=ts,
-    )
 
 
 def test_streams_read_back_by_window(redis_server: RedisTopology) -> None:
