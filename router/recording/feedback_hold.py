@@ -41,6 +41,35 @@ from router.storage.codec import text
 log = logging.getLogger("turnout.feedback")
 
 
+async def apply_later(
+    writer: FeedbackWriter,
+    metrics: GatewayMetrics,
+    feedback: FeedbackInput,
+    received: float,
+    token: str,
+) -> tuple[str, str | None]:
+    """Apply feedback answered 202 earlier (held, or queued while Redis was away) and say what
+    became of it: ``applied``, or ``duplicate``, ``invalid``, ``unknown``, ``error`` with the
+    reason. Raises what means "try again later": ``Unavailable`` and transient Redis errors."""
+    try:
+        credit = await writer.accept(feedback, received, token)
+    except AppliedBefore as exc:  # the reply of an earlier attempt was lost
+        metrics.feedback.labels(exc.experiment, exc.version or "none").inc()
+        return "applied", None
+    except Conflict as exc:
+        return "duplicate", exc.detail
+    except InvalidInput as exc:
+        return "invalid", exc.detail
+    except NotFound as exc:  # recorded without a prediction, or expired meanwhile
+        return "unknown", exc.detail
+    except RedisError as exc:
+        if is_transient(exc):
+            raise
+        return "error", f"{type(exc).__name__}: {exc}"
+    metrics.feedback.labels(credit.experiment, credit.version or "none").inc()
+    return "applied", None
+
+
 @dataclass(frozen=True, slots=True)
 class Held:
     feedback: FeedbackInput
@@ -177,26 +206,9 @@ class FeedbackHold:
                     self._settle(item, "expired", "its request was never recorded")
 
     async def _apply(self, item: Held) -> None:
-        detail = None
-        try:
-            credit = await self.writer.accept(item.feedback, item.received, item.token)
-        except AppliedBefore as exc:  # the reply of an earlier attempt was lost
-            result = "applied"
-            self.metrics.feedback.labels(exc.experiment, exc.version or "none").inc()
-        except Conflict as exc:
-            result, detail = "duplicate", exc.detail
-        except InvalidInput as exc:
-            result, detail = "invalid", exc.detail
-        except NotFound as exc:  # recorded without a prediction, or expired meanwhile
-            result, detail = "unknown", exc.detail
-        except RedisError as exc:
-            if is_transient(exc):
-                raise
-            result, detail = "error", f"{type(exc).__name__}: {exc}"
-        else:
-            result = "applied"
-            self.metrics.feedback.labels(credit.experiment, credit.version or "none").inc()
-        self._settle(item, result, detail)
+        feedback = item.feedback
+        outcome = await apply_later(self.writer, self.metrics, feedback, item.received, item.token)
+        self._settle(item, *outcome)
 
     def _settle(self, item: Held, result: str, detail: str | None) -> None:
         self._held.remove(item)

@@ -32,17 +32,16 @@ from redis.exceptions import RedisError
 
 from router.bandit.runtime import BanditRuntime
 from router.core import logs
-from router.core.errors import Conflict, InvalidInput, NotFound, Unavailable
+from router.core.errors import NotFound, Unavailable
 from router.core.metrics import GatewayMetrics
 from router.core.settings import Settings
 from router.recording.feedback import (
-    AppliedBefore,
     Credit,
     FeedbackInput,
     FeedbackWriter,
     LabelSource,
 )
-from router.recording.feedback_hold import FeedbackHold, Held, HeldReply
+from router.recording.feedback_hold import FeedbackHold, Held, HeldReply, apply_later
 from router.recording.recorder import Recorder, RedisRecorder
 from router.storage.client import feedback_replicas, is_transient
 from router.storage.retry import drain_within, stop, until_done
@@ -199,10 +198,11 @@ class FeedbackService:
                 return True
             item = self._queue[0]
             rid = item.feedback.request_id
-            detail = None
             try:
                 await self.recorder.flush_through(rid)
-                credit = await self.writer.accept(item.feedback, item.received, item.token)
+                result, detail = await apply_later(
+                    self.writer, self.metrics, item.feedback, item.received, item.token
+                )
             except Unavailable:
                 return False
             except RedisError as exc:
@@ -210,20 +210,8 @@ class FeedbackService:
                     self.metrics.redis_up.set(0)
                     return False
                 result, detail = "error", f"{type(exc).__name__}: {exc}"
-            except AppliedBefore as exc:  # the reply of an earlier attempt was lost
-                result = "applied"
-                self.metrics.feedback.labels(exc.experiment, exc.version or "none").inc()
-            except Conflict as exc:
-                result, detail = "duplicate", exc.detail
-            except NotFound as exc:
-                result, detail = "unknown", exc.detail
-            except InvalidInput as exc:
-                result, detail = "invalid", exc.detail
             except Exception as exc:  # a bug must not hold the queue behind it for good
                 result, detail = "error", repr(exc)
-            else:
-                result = "applied"
-                self.metrics.feedback.labels(credit.experiment, credit.version or "none").inc()
             self._pop()
             self.metrics.feedback_deferred.labels(result).inc()
             if result != "error":
