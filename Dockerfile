@@ -8,23 +8,27 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
-# --- build: a virtualenv with the dependencies, then the project --------------------------
+# --- build: a virtualenv with exactly what uv.lock pins, then the project ------------------
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    UV_PROJECT_ENVIRONMENT=/opt/venv \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_LINK_MODE=copy \
+    UV_NO_CACHE=1 \
     PATH=/opt/venv/bin:$PATH
-RUN python -m venv /opt/venv
+# The same uv as the Makefile's UV_VERSION.
+RUN pip install --no-cache-dir uv==0.13.10
 WORKDIR /src
-# Dependencies first, from pyproject.toml alone: this layer is rebuilt only when they change.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
-    && pip install --no-cache-dir -r requirements.txt
+# Dependencies first, from the lock alone: this layer is rebuilt only when they change.
+COPY pyproject.toml uv.lock ./
+RUN uv sync --frozen --no-install-project --no-editable
 # Then the source (changes often, installs in seconds).
 COPY README.md ./
 COPY router ./router
 COPY model_workers ./model_workers
-RUN pip install --no-cache-dir --no-deps /src
+RUN uv sync --frozen --no-editable
 
 # --- runtime: the virtualenv, the experiments, a non-root user ------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

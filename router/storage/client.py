@@ -160,7 +160,7 @@ def connect(settings: Settings, name: str = "turnout-gateway") -> RedisClient:
     }
     username, password = settings.redis_username, _secret(settings.redis_password)
     if settings.redis_sentinels:
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(
             [address(a) for a in settings.redis_sentinels],
             sentinel_kwargs={"password": _secret(settings.redis_sentinel_password), **timeouts},
         )

@@ -1,16 +1,17 @@
 """``turnout migrate-keys`` on data the previous layout wrote, then a gateway of today on it.
 
-``tests/data/legacy_layout/dump.rdb`` was written by real processes of the last commit before
-the Cluster-ready layout (``make_legacy_dump.py`` beside it says how); ``expected.json`` is what
-that gateway reported. After the migration, today's gateway must report the same counters,
-credit feedback for old request ids exactly once, and a second run must find nothing to do.
+``tests/data/legacy_layout/keys.jsonl`` holds data written by real processes of the last commit
+before the Cluster-ready layout (``make_legacy_dump.py`` beside it says how), each key as Redis
+``DUMP``s it with its TTL relative to when it was saved, so the fixture loads the same on any
+date (``freeze_keys.py``); ``expected.json`` is what that gateway reported. After the migration,
+today's gateway must report the same counters, credit feedback for old request ids exactly once,
+and a second run must find nothing to do.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,11 +36,13 @@ CANARY, BANDIT = "legacy-canary", "legacy-bandit"
 
 @pytest.fixture
 def legacy(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    """A redis-server that starts from the old layout's dump."""
-    folder = tmp_path / "redis"
-    folder.mkdir()
-    shutil.copy(LEGACY / "dump.rdb", folder / "dump.rdb")
-    server = EmbeddedRedis(folder).start()
+    """A redis-server holding the old layout's data, its TTLs counted from now."""
+    server = EmbeddedRedis(tmp_path / "redis").start()
+    client = server.client()
+    for line in (LEGACY / "keys.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        client.restore(row["key"], max(row["pttl"], 0), bytes.fromhex(row["dump"]))
+    client.close()
     yield server
     server.stop()
 

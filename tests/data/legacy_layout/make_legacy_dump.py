@@ -8,6 +8,8 @@ Run with the last commit of the old layout first on the path (the house refactor
 It trains two small models, starts two workers, a gateway and a redis-server of that code,
 sends predictions and feedback to a canary with a shadow and to a bandit, sets a flag, then
 saves the data (``dump.rdb``) and what the old gateway reported (``expected.json``) here.
+The RDB's expiry times are absolute dates, so it is not the fixture: turn it into ``keys.jsonl``
+at once with ``freeze_keys.py`` (relative TTLs), then delete it.
 ``tests/integration/test_migrate_keys.py`` migrates that data with today's code.
 """
 
