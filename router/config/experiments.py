@@ -687,6 +687,12 @@ class Experiment(Strict):
     def version_of(self, variant: str) -> str:
         return self.variants[variant].version or variant
 
+    @property
+    def analysis_unit(self) -> Literal["user", "request"]:
+        """The unit that was randomized, so the unit every statistic counts: the user when
+        assignment is sticky, else the request."""
+        return "user" if getattr(self.policy, "sticky", None) is not None else "request"
+
     def configured_weights(self) -> dict[str, float]:
         """Share of traffic each variant should get, in percent (bandits: uniform baseline)."""
         policy = self.policy

@@ -31,13 +31,16 @@ from router.config.experiments import (
 )
 from router.reports.stats import quantiles_from_histogram
 from router.rollout.sequential import (
+    Estimate,
     Interval,
     Moments,
     SrmResult,
-    difference_cs,
+    estimate_difference_cs,
     exceedance_test,
     mean_cs,
+    request_estimate,
     srm_test,
+    unit_estimate,
 )
 from router.rollout.state import ACTIVE, ENTRY, RolloutState, step_percent
 from router.rollout.window import ArmWindow
@@ -92,6 +95,8 @@ class Look:
     """Shadow pairs (control -> candidate): compared, agreed."""
     assigned: dict[str, int] | None = None
     """Assignments under the file's weights (SRM of an experiment without a rollout)."""
+    matured: int | None = None
+    """The last request slot whose feedback is in the per-user reward sums."""
 
 
 def _verdict(
@@ -127,26 +132,86 @@ def _arm(arms: dict[str, ArmWindow], name: str) -> ArmWindow:
     return arms.get(name) or ArmWindow()
 
 
-def _rate_gate(
-    gate: ErrorRateGate, control: ArmWindow, candidate: ArmWindow, alpha: float, min_n: int
-) -> GateResult:
+def _cs(a: Estimate | None, b: Estimate | None, alpha: float) -> Interval | None:
+    return None if a is None or b is None else estimate_difference_cs(a, b, alpha)
+
+
+def _partial_users(control: ArmWindow, candidate: ArmWindow) -> str | None:
+    """Why the per-user sums cannot be trusted (None: they can)."""
+    if control.units_full or candidate.units_full:
+        return "the per-user bound of the window was reached: waiting on partial sums is safer"
+    if not (control.users_complete() and candidate.users_complete()):
+        return "the per-user sums do not cover every request (Redis lost them?): waiting"
+    return None
+
+
+def _unit_counts(control: ArmWindow, candidate: ArmWindow, by_user: bool) -> dict[str, float]:
     n = {"control": float(control.assigned), "candidate": float(candidate.assigned)}
-    cs = difference_cs(control.errors(), candidate.errors(), alpha, binary=True)
+    if by_user:
+        n |= {
+            "control_users": float(control.users.units),
+            "candidate_users": float(candidate.users.units),
+            "keyless": float(control.keyless + candidate.keyless),
+        }
+    return n
+
+
+def _rate_gate(
+    gate: ErrorRateGate,
+    control: ArmWindow,
+    candidate: ArmWindow,
+    alpha: float,
+    min_n: int,
+    by_user: bool = False,
+) -> GateResult:
+    n = _unit_counts(control, candidate, by_user)
+    method = ANYTIME + (" per user (delta method)" if by_user else " per request")
+    if by_user:
+        partial = _partial_users(control, candidate)
+        if partial is not None and (control.assigned or candidate.assigned):
+            return GateResult("error_rate", "waiting", method, partial, n=n, alpha=alpha)
+        cs = _cs(
+            unit_estimate(control.users, control.keyed(), binary=True),
+            unit_estimate(candidate.users, candidate.keyed(), binary=True),
+            alpha,
+        )
+    else:
+        cs = _cs(
+            request_estimate(control.errors(), binary=True),
+            request_estimate(candidate.errors(), binary=True),
+            alpha,
+        )
     if cs is None:
-        return GateResult("error_rate", "waiting", ANYTIME, "no requests yet", n=n, alpha=alpha)
+        return GateResult("error_rate", "waiting", method, "no requests yet", n=n, alpha=alpha)
     if cs.lower > gate.hard_increase and candidate.assigned >= HARD_MIN_SAMPLES:
         detail = f"error rate up by more than {gate.hard_increase:g} (hard gate)"
-        return _verdict("error_rate", "fail", ANYTIME, detail, cs, n, alpha, hard=True)
+        return _verdict("error_rate", "fail", method, detail, cs, n, alpha, hard=True)
     if min(control.assigned, candidate.assigned) < min_n:
         detail = f"waiting for {min_n} requests per arm"
-        return _verdict("error_rate", "waiting", ANYTIME, detail, cs, n, alpha)
+        return _verdict("error_rate", "waiting", method, detail, cs, n, alpha)
     if cs.lower > 0:
         detail = "the candidate fails more often"
-        return _verdict("error_rate", "fail", ANYTIME, detail, cs, n, alpha)
+        return _verdict("error_rate", "fail", method, detail, cs, n, alpha)
     if cs.upper < gate.max_increase:
         detail = f"increase below {gate.max_increase:g}"
-        return _verdict("error_rate", "pass", ANYTIME, detail, cs, n, alpha)
-    return _verdict("error_rate", "inconclusive", ANYTIME, "not enough evidence yet", cs, n, alpha)
+        return _verdict("error_rate", "pass", method, detail, cs, n, alpha)
+    return _verdict("error_rate", "inconclusive", method, "not enough evidence yet", cs, n, alpha)
+
+
+def label_arrival(
+    control: ArmWindow,
+    candidate: ArmWindow,
+    weights: dict[str, float],
+    names: tuple[str, str],
+    p: float,
+) -> SrmResult | None:
+    """Do labels reach both arms alike? Users with a matured label split between the arms as
+    users are assigned (the sequential multinomial test on labelled users), unless the label
+    source treats one arm's answers differently."""
+    counts = {names[0]: control.reward_users.units, names[1]: candidate.reward_users.units}
+    if sum(counts.values()) == 0:
+        return None
+    return srm_test(counts, {k: weights[k] for k in names}, p)
 
 
 def _reward_gate(
@@ -156,20 +221,48 @@ def _reward_gate(
     alpha: float,
     min_n: int,
     last_slot: int,
+    by_user: bool = False,
+    matured: int | None = None,
+    arrival: SrmResult | None = None,
 ) -> GateResult:
-    a, b = control.rewards(last_slot), candidate.rewards(last_slot)
-    n = {"control": a.n, "candidate": b.n}
-    cs = difference_cs(a, b, alpha, binary=False)
+    method = ANYTIME + (" per user (delta method)" if by_user else " per request")
+    if by_user:
+        cut = last_slot if matured is None else min(matured, last_slot)
+        a, b = control.rewards(cut), candidate.rewards(cut)
+        n = {
+            "control": a.n,
+            "candidate": b.n,
+            "control_users": float(control.reward_users.units),
+            "candidate_users": float(candidate.reward_users.units),
+        }
+        if matured is None or control.reward_users.n != a.n or candidate.reward_users.n != b.n:
+            detail = "waiting for the per-user reward sums to cover the rewards (folding)"
+            return _verdict("reward", "waiting", method, detail, None, n, alpha)
+        cs = _cs(
+            unit_estimate(control.reward_users, a, binary=False),
+            unit_estimate(candidate.reward_users, b, binary=False),
+            alpha,
+        )
+    else:
+        a, b = control.rewards(last_slot), candidate.rewards(last_slot)
+        n = {"control": a.n, "candidate": b.n}
+        cs = _cs(request_estimate(a, binary=False), request_estimate(b, binary=False), alpha)
     if cs is None or min(a.n, b.n) < min_n:
         detail = f"waiting for {min_n} rewards per arm on requests older than the label delay"
-        return _verdict("reward", "waiting", ANYTIME, detail, cs, n, alpha)
+        return _verdict("reward", "waiting", method, detail, cs, n, alpha)
+    if arrival is not None and arrival.mismatch:
+        detail = (
+            f"labels reach the arms unevenly (users with a label: {arrival.counts}, expected "
+            f"shares {arrival.expected}): held, a reward comparison would be biased"
+        )
+        return _verdict("reward", "inconclusive", method, detail, cs, n, alpha)
     if cs.upper < 0:
         detail = "the candidate's reward is lower"
-        return _verdict("reward", "fail", ANYTIME, detail, cs, n, alpha)
+        return _verdict("reward", "fail", method, detail, cs, n, alpha)
     if cs.lower > -gate.max_decrease:
         detail = f"decrease below {gate.max_decrease:g}"
-        return _verdict("reward", "pass", ANYTIME, detail, cs, n, alpha)
-    return _verdict("reward", "inconclusive", ANYTIME, "not enough evidence yet", cs, n, alpha)
+        return _verdict("reward", "pass", method, detail, cs, n, alpha)
+    return _verdict("reward", "inconclusive", method, "not enough evidence yet", cs, n, alpha)
 
 
 def _latency_gate(
@@ -247,6 +340,7 @@ def evaluate_gates(experiment: Experiment, state: RolloutState, look: Look) -> l
             GateResult("upstream", "fail", "health check", "the candidate is down", hard=True)
         )
     kept = {g.get("gate"): g for g in state.gates if g.get("step") == state.step}
+    by_user = experiment.analysis_unit == "user"
     for gate in rollout.gates:
         if isinstance(gate, ShadowAgreementGate):
             if state.step == ENTRY:
@@ -255,11 +349,28 @@ def evaluate_gates(experiment: Experiment, state: RolloutState, look: Look) -> l
         if state.step == ENTRY:
             continue
         if isinstance(gate, ErrorRateGate):
-            results.append(_rate_gate(gate, control, candidate, alpha, rollout.min_samples))
+            results.append(
+                _rate_gate(gate, control, candidate, alpha, rollout.min_samples, by_user)
+            )
         elif isinstance(gate, RewardGate):
             last_slot = int((look.now - gate.label_delay) // look.slot_seconds) - 1
+            arrival = None
+            if by_user:
+                weights = experiment.step_weights(step_percent(experiment, state.step))
+                names = (experiment.control, rollout.candidate)
+                arrival = label_arrival(control, candidate, weights, names, alpha)
             results.append(
-                _reward_gate(gate, control, candidate, alpha, rollout.min_samples, last_slot)
+                _reward_gate(
+                    gate,
+                    control,
+                    candidate,
+                    alpha,
+                    rollout.min_samples,
+                    last_slot,
+                    by_user,
+                    look.matured,
+                    arrival,
+                )
             )
         else:
             previous = kept.get("latency_p99")
@@ -282,7 +393,10 @@ def srm_of(experiment: Experiment, state: RolloutState | None, look: Look) -> Sr
     if experiment.rollout is not None and state is not None:
         if state.step == ENTRY or state.phase not in ACTIVE:
             return None
-        counts = {name: arm.assigned for name, arm in look.arms.items() if arm.assigned}
+        if experiment.analysis_unit == "user":
+            counts = {n: arm.users.units for n, arm in look.arms.items() if arm.users.units}
+        else:
+            counts = {name: arm.assigned for name, arm in look.arms.items() if arm.assigned}
         weights = experiment.step_weights(step_percent(experiment, state.step))
     else:
         counts = dict(look.assigned or {})

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 from scipy import special, stats
 
+from router.reports.units import UnitSums
+
 DEFAULT_TUNING = 10_000
 """Observations at which a confidence sequence is tightest (GrowthBook's default is 5,000)."""
 SRM_CONCENTRATION = 100.0
@@ -93,6 +95,52 @@ def _variance(arm: Moments, binary: bool) -> float:
     return max(plug_in, 0.25 / (arm.n + 1.0))
 
 
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """One arm's mean, the variance of that mean, and how many independent units it rests on."""
+
+    mean: float
+    variance: float
+    units: float
+
+
+def request_estimate(arm: Moments, binary: bool) -> Estimate | None:
+    """Every request an independent draw: the unit is the request. ``None`` if empty."""
+    if arm.n <= 0:
+        return None
+    return Estimate(arm.total / arm.n, _variance(arm, binary) / arm.n, arm.n)
+
+
+def unit_estimate(sums: UnitSums, requests: Moments, binary: bool) -> Estimate | None:
+    """The ratio metric over units (users), delta-method variance from per-unit sums.
+
+    ``requests`` are the same observations counted per request; their floored plug-in variance
+    is a floor here too, so with one request per unit this is ``request_estimate`` exactly.
+    """
+    variance = sums.ratio_variance()
+    if variance is None or requests.n <= 0:
+        return None
+    floor = _variance(requests, binary) / requests.n
+    return Estimate(sums.y / sums.n, max(variance, floor), float(sums.units))
+
+
+def estimate_difference_cs(
+    control: Estimate, candidate: Estimate, alpha: float, tuning: float = DEFAULT_TUNING
+) -> Interval:
+    """Confidence sequence for ``candidate.mean - control.mean``.
+
+    The two arms' units form one stream of ``N`` units whose difference estimator has variance
+    ``V``; the sequence is the one for a mean of ``N`` observations with per-observation
+    variance ``N V``: the radius is counted in units (users when sticky), not requests.
+    """
+    _check_alpha(alpha)
+    variance = control.variance + candidate.variance
+    total = control.units + candidate.units
+    estimate = candidate.mean - control.mean
+    half = math.sqrt(total * variance) * cs_radius(total, alpha, tuning)
+    return Interval(estimate, estimate - half, estimate + half)
+
+
 def difference_cs(
     control: Moments,
     candidate: Moments,
@@ -100,20 +148,13 @@ def difference_cs(
     binary: bool,
     tuning: float = DEFAULT_TUNING,
 ) -> Interval | None:
-    """Confidence sequence for ``mean(candidate) - mean(control)`` on the same window.
-
-    The two arms' draws form one stream of ``N = n_a + n_b`` observations whose difference
-    estimator has variance ``V = var_a / n_a + var_b / n_b``; the sequence is the one for a
-    mean of ``N`` observations with per-observation variance ``N V``. ``None`` if an arm is empty.
-    """
+    """Confidence sequence for ``mean(candidate) - mean(control)`` on the same window, every
+    request an independent unit. ``None`` if an arm is empty."""
     _check_alpha(alpha)
-    if control.n <= 0 or candidate.n <= 0:
+    a, b = request_estimate(control, binary), request_estimate(candidate, binary)
+    if a is None or b is None:
         return None
-    variance = _variance(control, binary) / control.n + _variance(candidate, binary) / candidate.n
-    total = control.n + candidate.n
-    estimate = candidate.total / candidate.n - control.total / control.n
-    half = math.sqrt(total * variance) * cs_radius(total, alpha, tuning)
-    return Interval(estimate, estimate - half, estimate + half)
+    return estimate_difference_cs(a, b, alpha, tuning)
 
 
 def mean_cs(

@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from router.reports.units import EMPTY, UnitSums
 from router.rollout.sequential import Moments
 from router.storage import keys
 
@@ -20,6 +21,22 @@ class ArmWindow:
     """Upper bound (ms, ``inf`` last) -> requests, non-cumulative."""
     feedback: dict[int, tuple[int, float, float]] = field(default_factory=dict)
     """Request time slot -> (feedback count, reward sum, sum of squares)."""
+    users: UnitSums = EMPTY
+    """Per-user sums of requests (n_i) and failures (y_i); a sticky experiment's unit."""
+    reward_users: UnitSums = EMPTY
+    """Per-user sums of feedbacks (n_i) and rewards (y_i) on requests in matured slots."""
+    keyless: int = 0
+    """Requests without a key (sticky experiments): counted here, not in ``users``."""
+    units_full: bool = False
+    """The per-window bound refused a new user: the per-user sums are partial."""
+
+    def keyed(self) -> Moments:
+        """Failures of the requests that have a user (what ``users`` sums), per request."""
+        return Moments.of_rate(self.users.y, self.users.n)
+
+    def users_complete(self) -> bool:
+        """Every keyed request is in the per-user sums (Redis kept them, no bound was hit)."""
+        return not self.units_full and self.users.n == self.assigned - self.keyless
 
     def errors(self) -> Moments:
         return Moments.of_rate(self.failed, self.assigned)
@@ -36,17 +53,47 @@ class ArmWindow:
         return sorted((bound, float(count)) for bound, count in self.latency.items())
 
 
+def matured_slot(raw: Mapping[str, str]) -> int | None:
+    """The last request slot folded into the per-user reward sums (None: none yet)."""
+    value = raw.get(keys.WINDOW_MATURED)
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None
+
+
+def _unit_sums(values: dict[str, float]) -> UnitSums:
+    return UnitSums(
+        int(values.get("k", 0)),
+        values.get("n", 0.0),
+        values.get("y", 0.0),
+        values.get("nn", 0.0),
+        values.get("yy", 0.0),
+        values.get("ny", 0.0),
+    )
+
+
 def parse_window(raw: Mapping[str, str]) -> dict[str, ArmWindow]:
     """The window hash -> per-variant counters (unknown fields are ignored)."""
     arms: dict[str, ArmWindow] = {}
+    sums: dict[tuple[str, str], dict[str, float]] = {}
     for name, value in raw.items():
         variant, _, rest = name.partition("|")
-        if not rest:
+        if not rest or variant == "~":
             continue
         arm = arms.setdefault(variant, ArmWindow())
         field_name, _, slot = rest.partition("|")
         try:
-            if field_name == keys.WINDOW_ASSIGNED:
+            prefix, _, part = field_name.partition("_")
+            if prefix + "_" in (keys.WINDOW_USERS, keys.WINDOW_REWARD_USERS) and (
+                part in keys.UNIT_SUMS
+            ):
+                sums.setdefault((variant, prefix), {})[part] = float(value)
+            elif field_name == keys.WINDOW_NOKEY:
+                arm.keyless = int(value)
+            elif field_name == keys.WINDOW_UNITS_FULL:
+                arm.units_full = True
+            elif field_name == keys.WINDOW_ASSIGNED:
                 arm.assigned = int(value)
             elif field_name == keys.WINDOW_FAILED:
                 arm.failed = int(value)
@@ -68,4 +115,9 @@ def parse_window(raw: Mapping[str, str]) -> dict[str, ArmWindow]:
                 arm.feedback[int(slot)] = (count, s, sq)
         except ValueError:
             continue
+    for (variant, prefix), values in sums.items():
+        if prefix + "_" == keys.WINDOW_USERS:
+            arms[variant].users = _unit_sums(values)
+        else:
+            arms[variant].reward_users = _unit_sums(values)
     return arms

@@ -265,6 +265,22 @@ WINDOW_FB_SUMSQ: Final = "fb_sumsq"
 """Feedback credited to the variant that answered, per time slot of the request."""
 
 
+WINDOW_NOKEY: Final = "nokey"
+"""Requests of a sticky experiment without a key: assigned at random, counted per request and
+kept out of the per-user sums."""
+WINDOW_UNITS_FULL: Final = "units_full"
+"""Set when a new user could not be added under the per-window bound: the sums are partial."""
+WINDOW_USERS: Final = "u_"
+"""Prefix of the per-user sums of requests and failures: ``u_k`` (users), ``u_n``, ``u_y``,
+``u_nn``, ``u_yy``, ``u_ny`` (n_i requests, y_i failures of user i)."""
+WINDOW_REWARD_USERS: Final = "r_"
+"""Prefix of the per-user sums of feedback on requests in slots up to ``matured`` (n_i
+feedbacks, y_i reward sum)."""
+WINDOW_MATURED: Final = "~|matured"
+"""The last request slot whose feedback is folded into the per-user reward sums."""
+UNIT_SUMS: Final = ("k", "n", "y", "nn", "yy", "ny")
+
+
 def window_field(variant: str, field: str, slot: int | None = None) -> str:
     return f"{variant}|{field}" if slot is None else f"{variant}|{field}|{slot}"
 
@@ -287,6 +303,17 @@ def rollout_fence(experiment: str) -> str:
 
 def rollout_window(experiment: str, window: int) -> str:
     return f"{_exp(experiment)}:rollout:window:{window}"
+
+
+def rollout_units(experiment: str, window: int) -> str:
+    """Per-user state of one window: ``{v}|{user}`` -> "n y" (requests, failures) and
+    ``{v}|{user}|r`` -> "n y" (feedbacks, reward sum) on matured slots."""
+    return f"{_exp(experiment)}:rollout:window:{window}:units"
+
+
+def rollout_staged(experiment: str, window: int, slot: int) -> str:
+    """Feedback per user on requests of one slot, held until the slot matures."""
+    return f"{_exp(experiment)}:rollout:window:{window}:staged:{slot}"
 
 
 def alerts_seen(experiment: str) -> str:

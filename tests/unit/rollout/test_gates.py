@@ -9,6 +9,7 @@ import pytest
 
 from router.config.experiments import Experiment
 from router.config.loader import parse_experiment
+from router.reports.units import UnitSums
 from router.rollout.gates import Look, decide, gate_alpha, srm_p
 from router.rollout.sequential import Moments
 from router.rollout.state import ENTRY, RolloutState, fingerprint, weights_in_force
@@ -30,6 +31,12 @@ def experiment(rollout: str, extra: str = "") -> Experiment:
     return parse_experiment(BASE + rollout + extra, Path("exp.yaml")).experiment
 
 
+def unsticky(rollout: str, extra: str = "") -> Experiment:
+    """The same experiment without a sticky key: every request is its own unit."""
+    text = BASE.replace(", sticky: user_id", "") + rollout + extra
+    return parse_experiment(text, Path("exp.yaml")).experiment
+
+
 ROLLOUT = """\
 rollout:
   candidate: v2
@@ -48,11 +55,14 @@ def state(exp: Experiment, **kw: object) -> RolloutState:
     return RolloutState(**values)  # type: ignore[arg-type]
 
 
+def one_each(assigned: int, failed: int) -> ArmWindow:
+    """Every user sent one request: per-user and per-request statistics coincide."""
+    users = UnitSums(assigned, assigned, failed, assigned, failed, failed)
+    return ArmWindow(assigned=assigned, failed=failed, users=users)
+
+
 def arms(control: tuple[int, int], candidate: tuple[int, int]) -> dict[str, ArmWindow]:
-    return {
-        "v1": ArmWindow(assigned=control[0], failed=control[1]),
-        "v2": ArmWindow(assigned=candidate[0], failed=candidate[1]),
-    }
+    return {"v1": one_each(*control), "v2": one_each(*candidate)}
 
 
 def look(window: dict[str, ArmWindow], now: float = 700.0, **kw: object) -> Look:
@@ -141,7 +151,7 @@ def test_srm_halts_the_window() -> None:
 
 
 def test_reward_gate_counts_only_requests_older_than_the_label_delay() -> None:
-    exp = experiment(
+    exp = unsticky(
         ROLLOUT.replace(
             "max_increase: 0.01}",
             "max_increase: 0.5}\n    - {metric: reward, max_decrease: 0.05, label_delay: 30s}",
