@@ -289,6 +289,11 @@ class Settings(BaseSettings):
     """Seconds a driver's lease lasts without renewal; another replica takes over after it."""
     rollout_slot_seconds: float = Field(10.0, gt=0)
     """Width of the time slots feedback is counted in, for gates with a label delay."""
+    rollout_users_max: int = Field(1_000_000, ge=1)
+    """Most users a rollout window keeps per-user sums for (sticky experiments). Past it the
+    sums are partial and the per-user gates wait, saying why: they never decide on them."""
+    rollout_units_ttl: int = Field(7 * 86_400, ge=60)
+    """Seconds a window's per-user state lives after its last write."""
     rollout_history_maxlen: int = Field(1_000, ge=1)
     """Most transitions kept per rollout in its Redis history stream."""
     rollout_look_interval: float = Field(30.0, gt=0)

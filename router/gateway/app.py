@@ -137,6 +137,7 @@ def create_app(
             settings.rollout_slot_seconds,
             clock,
             settings.rollout_look_interval,
+            settings.rollout_users_max,
         )
     pipeline = PredictPipeline(
         settings,

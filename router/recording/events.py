@@ -15,7 +15,7 @@ from typing import Protocol
 from router.core.metrics import LATENCY_BUCKETS, SCORE_DELTA_BUCKETS
 from router.storage import keys
 from router.storage.codec import dumps, flatten, num
-from router.storage.scripts import Command
+from router.storage.scripts import UNIT_FEEDBACK_OP, UNIT_OP, Command
 
 LATENCY_BOUNDS_MS: tuple[float, ...] = tuple(b * 1000.0 for b in LATENCY_BUCKETS)
 
@@ -58,19 +58,33 @@ class HistoryRetention:
         return self.minute if tier == "m" else self.hour
 
 
+@dataclass(frozen=True, slots=True)
+class UnitBounds:
+    """Per-user bookkeeping of rollout windows: users kept per window, and how long a window's
+    per-user state lives after its last write."""
+
+    max_users: int = 1_000_000
+    ttl: int = 7 * 86_400
+
+
 class Tally:
     """Counter increments of a batch, summed per (key, field) so a batch costs one command each.
 
     With ``history``, events also count into the console's per-minute and per-hour buckets,
-    and every bucket hash the batch touched gets its expiry renewed once.
+    and every bucket hash the batch touched gets its expiry renewed once. Per-user sums of a
+    window are summed per user, one op each (``router.storage.scripts``).
     """
 
-    def __init__(self, history: HistoryRetention | None = None) -> None:
+    def __init__(
+        self, history: HistoryRetention | None = None, units: UnitBounds = UnitBounds()
+    ) -> None:
         self.ints: dict[tuple[str, str], int] = {}
         self.floats: dict[tuple[str, str], float] = {}
         self.members: dict[str, set[str]] = {}
         self.history = history
+        self.units = units
         self.expiring: dict[str, int] = {}
+        self.per_user: dict[tuple[str, str, str], list[int]] = {}
 
     def incr(self, key: str, field: str, amount: int = 1) -> None:
         self.ints[key, field] = self.ints.get((key, field), 0) + amount
@@ -80,6 +94,13 @@ class Tally:
 
     def member(self, key: str, member: str) -> None:
         self.members.setdefault(key, set()).add(member)
+
+    def unit(self, key: str, variant: str, user: str, failed: bool) -> None:
+        """One request of ``user`` on ``variant`` in the window whose units hash is ``key``."""
+        counts = self.per_user.setdefault((key, variant, user), [0, 0])
+        counts[0] += 1
+        counts[1] += 1 if failed else 0
+        self.expiring[key] = self.units.ttl
 
     def in_history(
         self, experiment: str, ts: float, series: str, counts: tuple[tuple[str, float], ...]
@@ -108,6 +129,11 @@ class Tally:
         out: list[Command] = [("SADD", k, tuple(sorted(m))) for k, m in self.members.items()]
         out += [("HINCRBY", k, (f, str(n))) for (k, f), n in self.ints.items()]
         out += [("HINCRBYFLOAT", k, (f, num(x))) for (k, f), x in self.floats.items()]
+        bound = str(self.units.max_users)
+        out += [
+            (UNIT_OP, k, (keys.WINDOW_USERS, v, user, str(n), str(y), bound))
+            for (k, v, user), (n, y) in self.per_user.items()
+        ]
         out += [("EXPIRE", k, (str(ttl),)) for k, ttl in self.expiring.items()]
         return out
 
@@ -173,6 +199,8 @@ class Outcome:
     """The request's time slot within the window, for label-delayed gates."""
     failover: bool = False
     """Answered by a configured fallback variant because the control could not."""
+    by_user: bool = False
+    """The experiment is analysed by user (sticky): the window keeps per-user sums."""
 
     def locator(self) -> str | None:
         return keys.request(self.request_id)
@@ -249,18 +277,40 @@ def count_window(tally: Tally, outcome: Outcome, window: int) -> None:
     key = keys.rollout_window(outcome.experiment, window)
     variant = outcome.variant
     tally.incr(key, keys.window_field(variant, keys.WINDOW_ASSIGNED))
-    if outcome.fallback or outcome.served_variant is None or outcome.status >= 500:
+    failed = outcome.fallback or outcome.served_variant is None or outcome.status >= 500
+    if failed:
         tally.incr(key, keys.window_field(variant, keys.WINDOW_FAILED))
     field = bucket(keys.WINDOW_LATENCY, LATENCY_BOUNDS_MS, outcome.latency_ms)
     tally.incr(key, keys.window_field(variant, field))
+    if outcome.by_user:
+        if outcome.user_hash is None:
+            tally.incr(key, keys.window_field(variant, keys.WINDOW_NOKEY))
+        else:
+            units = keys.rollout_units(outcome.experiment, window)
+            tally.unit(units, variant, outcome.user_hash, failed)
 
 
 def window_feedback_commands(
-    experiment: str, window: int, slot: int, variant: str, reward: float
+    experiment: str,
+    window: int,
+    slot: int,
+    variant: str,
+    reward: float,
+    user: str | None = None,
+    units: UnitBounds = UnitBounds(),
 ) -> list[Command]:
-    """Feedback on a request made under rollout weights, into that window's slot counters."""
+    """Feedback on a request made under rollout weights, into that window's slot counters and,
+    for a request of a user (sticky experiments), into the per-user reward sums."""
     key = keys.rollout_window(experiment, window)
+    per_user: list[Command] = []
+    if user is not None:
+        staged = keys.rollout_staged(experiment, window, slot)
+        args = (staged, variant, user, str(slot), num(reward), str(units.max_users))
+        per_user = [
+            (UNIT_FEEDBACK_OP, keys.rollout_units(experiment, window), (*args, str(units.ttl)))
+        ]
     return [
+        *per_user,
         ("HINCRBY", key, (keys.window_field(variant, keys.WINDOW_FB_N, slot), "1")),
         ("HINCRBYFLOAT", key, (keys.window_field(variant, keys.WINDOW_FB_SUM, slot), num(reward))),
         (
@@ -326,6 +376,8 @@ def attribution_fields(outcome: Outcome) -> dict[str, str]:
     if outcome.window is not None and outcome.slot is not None and outcome.forced is None:
         fields["window"] = str(outcome.window)
         fields["slot"] = str(outcome.slot)
+        if outcome.by_user and outcome.user_hash is not None:
+            fields["unit"] = outcome.user_hash
     return fields
 
 

@@ -12,7 +12,7 @@ from redis.asyncio.client import Pipeline
 from router.bandit.evidence import BanditTarget, evidence_commands
 from router.core.errors import Conflict, InvalidInput, NotFound
 from router.core.ids import REQUEST_ID_RULE, valid_request_id
-from router.recording.events import label_type, window_feedback_commands
+from router.recording.events import UnitBounds, label_type, window_feedback_commands
 from router.storage import keys
 from router.storage.client import RedisClient
 from router.storage.codec import as_text_dict, dumps, text
@@ -119,8 +119,10 @@ class FeedbackWriter:
         wait_timeout: float = 0.1,
         unreplicated: Callable[[], object] | None = None,
         labels: LabelSource | None = None,
+        units: UnitBounds = UnitBounds(),
     ) -> None:
         self.redis = client
+        self.units = units
         self.stream_maxlen = stream_maxlen
         self.bandit = bandit
         """The bandit experiment's arms by name (None: not a bandit, as loaded here)."""
@@ -270,7 +272,10 @@ class FeedbackWriter:
             commands.append(("HINCRBY", counters, (keys.FEEDBACK_BINARY, "1")))
         if "window" in attribution and "slot" in attribution:
             window, slot = int(attribution["window"]), int(attribution["slot"])
-            commands += window_feedback_commands(experiment, window, slot, answered, reward)
+            user = attribution.get("unit")
+            commands += window_feedback_commands(
+                experiment, window, slot, answered, reward, user, self.units
+            )
         propensity = float(attribution.get("propensity", "0"))
         if answered == attribution["variant"] and propensity > 0:
             # Inverse-propensity sums on the chosen arm, when that arm produced the reward.

@@ -42,7 +42,7 @@ from router.recording.feedback import (
     LabelSource,
 )
 from router.recording.feedback_hold import FeedbackHold, Held, HeldReply, apply_later
-from router.recording.recorder import Recorder, RedisRecorder
+from router.recording.recorder import Recorder, RedisRecorder, unit_bounds
 from router.storage.client import feedback_replicas, is_transient
 from router.storage.retry import drain_within, stop, until_done
 
@@ -120,6 +120,7 @@ class FeedbackService:
             settings.feedback_wait_timeout,
             metrics.feedback_unreplicated.inc,
             labels,
+            unit_bounds(settings),
         )
         return cls(writer, recorder, settings, metrics, clock)
 

@@ -32,6 +32,7 @@ from router.recording.events import (
     RecordedEvent,
     ShadowComparison,
     Tally,
+    UnitBounds,
 )
 from router.storage import keys
 from router.storage.client import RedisClient, connect, is_transient, redis_configured
@@ -85,13 +86,14 @@ def encode_batch(
     stream_maxlen: int,
     attribution_ttl: int,
     history: HistoryRetention | None = None,
+    units: UnitBounds = UnitBounds(),
 ) -> EncodedBatch:
     """The write script's KEYS and payload for events of one experiment: one guard + its fields
     + stream entries per event, and the counter increments (history buckets included) summed."""
     if len({item.event.experiment for item in batch}) > 1:
         raise ValueError("one write script call holds one experiment's events (one slot)")
     table = KeyTable()
-    tally = Tally(history)
+    tally = Tally(history, units)
     events: list[dict[str, object]] = []
     streams: list[Command] = []
     sent: list[Pending] = []
@@ -338,6 +340,7 @@ class RedisRecorder:
                 self.settings.recording_stream_maxlen,
                 self.settings.attribution_ttl,
                 self.history,
+                unit_bounds(self.settings),
             )
             settled["duplicate_request_id"] += encoded.repeated
             settled["unencodable"] += encoded.unencodable
@@ -391,6 +394,10 @@ class RedisRecorder:
                 buffered=len(self.buffer),
                 reason=None if exc is None else f"{type(exc).__name__}: {exc}",
             )
+
+
+def unit_bounds(settings: Settings) -> UnitBounds:
+    return UnitBounds(settings.rollout_users_max, settings.rollout_units_ttl)
 
 
 def history_retention(settings: Settings) -> HistoryRetention | None:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from redis.exceptions import RedisError
 
+from router.config.experiments import RewardGate
 from router.core import logs
 from router.core.metrics import GatewayMetrics
 from router.rollout.gates import Evaluation, Look, decide, srm_of
@@ -35,7 +36,7 @@ from router.rollout.state import (
     weights_in_force,
 )
 from router.rollout.store import OK, Lease, RolloutStore
-from router.rollout.window import parse_window
+from router.rollout.window import matured_slot, parse_window
 from router.routing.table import Route, RouteTable
 from router.storage import keys
 
@@ -87,8 +88,10 @@ class RolloutController:
         slot_seconds: float,
         clock: Callable[[], float] = time.time,
         look_interval: float = 30.0,
+        users_max: int = 1_000_000,
     ) -> None:
         self.store = store
+        self.users_max = users_max
         self.table = table
         self.runtime = runtime
         self.operator = operator
@@ -145,20 +148,39 @@ class RolloutController:
         candidate = exp.rollout.candidate
         pair = (exp.control, candidate) if state.step == ENTRY else None
         recorded = await self.store.recorded(name, state.window, pair, None)
+        window = dict(recorded.window)
+        if exp.analysis_unit == "user" and state.step != ENTRY:
+            window |= await self._unit_sums(route, state, now)
         shadow = None
         if pair is not None:
             pairs = float(recorded.shadow.get(keys.SHADOW_PAIRS, 0))
             agree = float(recorded.shadow.get(keys.SHADOW_AGREE, 0))
             shadow = Moments.of_rate(agree, pairs)
         look = Look(
-            parse_window(recorded.window),
+            parse_window(window),
             now,
             self.slot_seconds,
             candidate_down=self._still_down(route, candidate),
             shadow=shadow,
+            matured=matured_slot(window),
         )
         evaluation = decide(exp, state, look)
         await self._apply(route, lease, state, evaluation, now)
+
+    async def _unit_sums(self, route: Route, state: RolloutState, now: float) -> dict[str, str]:
+        """Fold feedback on requests older than the longest label delay into the per-user
+        reward sums, then read the window's per-user sums."""
+        exp = route.experiment
+        assert exp.rollout is not None
+        delays = [g.label_delay for g in exp.rollout.gates if isinstance(g, RewardGate)]
+        if delays:
+            last_slot = int((now - max(delays)) // self.slot_seconds) - 1
+            first_slot = int(state.step_started // self.slot_seconds) - 1
+            await self.store.fold_rewards(
+                route.name, state.window, first_slot, last_slot, self.users_max
+            )
+        variants = (exp.control, exp.rollout.candidate)
+        return await self.store.unit_sums(route.name, state.window, variants)
 
     def _still_down(self, route: Route, candidate: str) -> bool:
         looks = self.down_looks.get(route.name, 0) + 1 if route.upstreams[candidate].down() else 0

@@ -20,11 +20,14 @@ from router.storage.client import RedisClient
 from router.storage.codec import as_text_dict, dumps, text
 from router.storage.scripts import (
     ACQUIRE_LEASE_LUA,
+    FOLD_REWARDS_LUA,
     RELEASE_LEASE_LUA,
     TRANSITION_LUA,
 )
 
 OK = "ok"
+FOLD_KEYS_PER_CALL = 100
+"""Slots folded per script call (a long-unfolded window takes a few calls, none of them long)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class RolloutStore:
         self._acquire = redis.register_script(ACQUIRE_LEASE_LUA)
         self._release = redis.register_script(RELEASE_LEASE_LUA)
         self._transition = redis.register_script(TRANSITION_LUA)
+        self._fold = redis.register_script(FOLD_REWARDS_LUA)
 
     async def states(self, names: Iterable[str]) -> dict[str, RolloutState]:
         ordered = list(names)
@@ -102,6 +106,34 @@ class RolloutStore:
             else {}
         )
         return Recorded(window_raw, shadow, assigned)
+
+    async def fold_rewards(
+        self, name: str, window: int, first_slot: int, last_slot: int, max_users: int
+    ) -> None:
+        """Fold held feedback on requests of slots up to ``last_slot`` into the window's
+        per-user reward sums (slots before ``first_slot`` hold nothing of this window)."""
+        units = keys.rollout_units(name, window)
+        raw = await self.redis.hget(units, keys.WINDOW_MATURED)
+        matured = None if raw is None else text(raw)
+        start = max(first_slot, int(matured) + 1 if matured else first_slot)
+        slots = list(range(start, last_slot + 1))
+        if not slots and matured is not None:
+            return
+        for at in range(0, max(1, len(slots)), FOLD_KEYS_PER_CALL):
+            chunk = slots[at : at + FOLD_KEYS_PER_CALL]
+            upto = chunk[-1] if chunk else last_slot
+            staged = [keys.rollout_staged(name, window, slot) for slot in chunk]
+            await self._fold(keys=[units, *staged], args=[upto, max_users])
+
+    async def unit_sums(self, name: str, window: int, variants: Iterable[str]) -> dict[str, str]:
+        """The window's per-user sums (and watermark), as fields of the window hash."""
+        fields = [keys.WINDOW_MATURED]
+        for variant in variants:
+            fields.append(keys.window_field(variant, keys.WINDOW_UNITS_FULL))
+            for prefix in (keys.WINDOW_USERS, keys.WINDOW_REWARD_USERS):
+                fields += [keys.window_field(variant, prefix + part) for part in keys.UNIT_SUMS]
+        values = await self.redis.hmget(keys.rollout_units(name, window), fields)
+        return {f: str(text(v)) for f, v in zip(fields, values, strict=True) if v is not None}
 
     # --- the driver lease -----------------------------------------------------------------
     async def acquire(self, name: str, owner: str, ttl: float) -> Lease | None:

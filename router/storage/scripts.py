@@ -11,22 +11,123 @@ flag, audits and publishes it at once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from router.storage import keys
 
 Command = tuple[str, str, tuple[str, ...]]
 """One Redis command: (name, key, arguments as strings)."""
 
-_APPLY = """
+UNIT_OP: Final = "TURNOUT.UNIT"
+"""Add (dn, dy) to one user's per-window state and to its arm's per-user sums. Args: prefix
+(``u_`` or ``r_``), variant, user, dn, dy, the bound on users per window."""
+UNIT_FEEDBACK_OP: Final = "TURNOUT.UNITFB"
+"""A reward on a request of slot S: folded at once when S has matured, else held per slot.
+Args: the slot's staging hash (a key), variant, user, slot, reward, bound, staging TTL."""
+EXTRA_KEY_OPS: Final = frozenset({UNIT_FEEDBACK_OP})
+"""Ops whose first argument is a key too (encoded as its index)."""
+
+# Per-user sums (router.reports.units): a user's (n, y) live at ``{v}|{user}`` (``|r`` for
+# rewards) as "n y"; the arm's sums of n, y, n^2, y^2 and n*y are updated from the old and new
+# values, so the sums stay exact with O(1) work per event. A new user past the bound is not added
+# and marks the arm's sums partial (the gate then waits: it never decides on partial sums).
+_UNITS = """
+local function unit(key, prefix, v, user, dn, dy, bound)
+  local field = v .. '|' .. user
+  if prefix == 'r_' then field = field .. '|r' end
+  local n, y = 0, 0
+  local current = redis.call('HGET', key, field)
+  if current then
+    local a, b = string.match(current, '^(%S+) (%S+)$')
+    n, y = tonumber(a), tonumber(b)
+  else
+    local seen = tonumber(redis.call('HGET', key, '~|' .. prefix .. 'users') or '0')
+    if seen >= tonumber(bound) then
+      redis.call('HSET', key, v .. '|units_full', '1')
+      return
+    end
+    redis.call('HINCRBY', key, '~|' .. prefix .. 'users', 1)
+    redis.call('HINCRBY', key, v .. '|' .. prefix .. 'k', 1)
+  end
+  dn, dy = tonumber(dn), tonumber(dy)
+  local n2, y2 = n + dn, y + dy
+  redis.call('HSET', key, field, string.format('%.17g %.17g', n2, y2))
+  local p = v .. '|' .. prefix
+  redis.call('HINCRBYFLOAT', key, p .. 'n', dn)
+  redis.call('HINCRBYFLOAT', key, p .. 'y', dy)
+  redis.call('HINCRBYFLOAT', key, p .. 'nn', n2 * n2 - n * n)
+  redis.call('HINCRBYFLOAT', key, p .. 'yy', y2 * y2 - y * y)
+  redis.call('HINCRBYFLOAT', key, p .. 'ny', n2 * y2 - n * y)
+end
+
+local function unit_feedback(key, staged, v, user, slot, reward, bound, ttl)
+  local matured = tonumber(redis.call('HGET', key, '~|matured') or '-1')
+  if tonumber(slot) <= matured then
+    unit(key, 'r_', v, user, 1, reward, bound)
+    return
+  end
+  redis.call('HINCRBY', staged, v .. '|' .. user .. '|n', 1)
+  redis.call('HINCRBYFLOAT', staged, v .. '|' .. user .. '|y', reward)
+  redis.call('EXPIRE', staged, ttl)
+end
+"""
+
+_APPLY = (
+    _UNITS
+    + """
 local function apply(commands)
   for _, c in ipairs(commands) do
-    local argv = {c[1], KEYS[c[2]]}
-    for j = 3, #c do argv[#argv + 1] = c[j] end
-    redis.call(unpack(argv))
+    if c[1] == '"""
+    + UNIT_OP
+    + """' then
+      unit(KEYS[c[2]], c[3], c[4], c[5], c[6], c[7], c[8])
+    elseif c[1] == '"""
+    + UNIT_FEEDBACK_OP
+    + """' then
+      unit_feedback(KEYS[c[2]], KEYS[c[3]], c[4], c[5], c[6], c[7], c[8], c[9])
+    else
+      local argv = {c[1], KEYS[c[2]]}
+      for j = 3, #c do argv[#argv + 1] = c[j] end
+      redis.call(unpack(argv))
+    end
   end
 end
 """
+)
+
+# Fold matured slots' held rewards into the per-user reward sums, in slot order, then move the
+# watermark. KEYS: the window's units hash, then the staging hash of each slot to fold (in
+# order). ARGV: the last slot folded by this call, the bound on users. Returns the watermark.
+FOLD_REWARDS_LUA = (
+    _UNITS
+    + """
+local matured = tonumber(redis.call('HGET', KEYS[1], '~|matured') or '-1')
+local last = tonumber(ARGV[1])
+if last <= matured then return matured end
+for i = 2, #KEYS do
+  local held = redis.call('HGETALL', KEYS[i])
+  local sums = {}
+  local order = {}
+  for j = 1, #held, 2 do
+    local who, part = string.match(held[j], '^(.*)|(%a)$')
+    if who then
+      if not sums[who] then
+        sums[who] = {0, 0}
+        order[#order + 1] = who
+      end
+      sums[who][part == 'n' and 1 or 2] = tonumber(held[j + 1])
+    end
+  end
+  for _, who in ipairs(order) do
+    local v, user = string.match(who, '^([^|]*)|(.*)$')
+    unit(KEYS[1], 'r_', v, user, sums[who][1], sums[who][2], ARGV[2])
+  end
+  redis.call('DEL', KEYS[i])
+end
+redis.call('HSET', KEYS[1], '~|matured', last)
+return last
+"""
+)
 
 WRITE_EVENTS_LUA = (
     _APPLY
@@ -97,7 +198,13 @@ class KeyTable:
         return index
 
     def encode(self, commands: Sequence[Command]) -> list[list[Any]]:
-        return [[name, self.ref(key), *args] for name, key, args in commands]
+        out: list[list[Any]] = []
+        for name, key, args in commands:
+            if name in EXTRA_KEY_OPS:
+                out.append([name, self.ref(key), self.ref(args[0]), *args[1:]])
+            else:
+                out.append([name, self.ref(key), *args])
+        return out
 
 
 # KEYS: the flags hash, the audit stream. ARGV: field, new JSON value ('' clears), default JSON,
