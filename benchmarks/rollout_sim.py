@@ -1,51 +1,55 @@
-"""Rollout gates on production-like traffic: Turnout's per-user analysis against the per-request
-analysis of the same decision code.
+"""Rollout gates on production-like traffic: Turnout's per-user analysis against today's
+per-request analysis, both with the same decision code on the same traffic.
 
 A simulated clock and synthetic traffic; no server, no Redis. Both methods are
-``router.rollout.gates.decide`` on the same experiment file, once with ``sticky: user_id`` (the
-gates analyse by user, the unit of randomization: delta method, SRM on users, label-arrival
-check) and once without (today's per-request analysis). Both see exactly the same requests,
-users and outcomes; each keeps its own rollout state and windows.
+``router.rollout.gates.decide`` on the experiment below: once as written (``sticky: user_id``:
+the gates analyse by user, the unit of randomization: delta method, SRM on users, label-arrival
+check) and once without ``sticky`` (every request its own unit). Both see the same requests,
+users and outcomes; each keeps its own rollout state and windows. (The Flagger-style and naive
+baselines of the previous version are gone: they doubled the cost and answer another question.)
 
-Traffic:
+Traffic, drawn per look interval with numpy:
 
-- ``RATE`` requests per second from ``USERS`` users. Each request picks a user with probability
+- 200 requests per second from 200,000 users; each request picks a user with probability
   proportional to the user's activity, drawn from a Pareto with shape ``tail`` (1.05: a few batch
-  clients send a large share; 3.0: light tail). ``iid``: every request is a new user.
+  clients send a large share of the traffic; 3.0: light tail); ``iid``: every request is a new
+  user. A rollout sees tens of thousands of users per window.
 - Sticky assignment: every user draws ``u`` once and is on the candidate while
-  ``u < candidate percent``, so ramps only move users from the control to the candidate and a user
-  keeps its arm within a window.
+  ``u < candidate percent``: ramps only move users from the control to the candidate.
 - Correlated outcomes: every user has an error propensity (mean 1%), a reward propensity (mean
-  0.9) and a label propensity (mean 0.5), each from a Beta with concentration ``CONCENTRATION``;
-  a request fails, earns reward 1 and gets a label with its user's propensities. A worse
-  candidate shifts every user's own propensity; all arms share one uniform per request, so an
-  A/A candidate sees identical outcomes.
+  0.9) and a label propensity (mean 0.5), each from a Beta with concentration 4; a request fails,
+  earns reward 1 (else 0) and gets a label with its user's propensities. A worse candidate adds
+  its effect to every user's own propensity; both arms share one uniform per request, so an A/A
+  candidate sees identical outcomes.
 - Late labels: a label arrives a lognormal delay after its request (median 1 min, mean about
-  2 min, p99 about 16 min); only labels that have arrived by a look count. The per-user reward
-  sums fold labels of requests in slots up to the reward gate's last slot (``matured``), as the
-  controller does; ``feedback`` carries the same labels by request slot (later slots lumped).
+  2 min, p99 about 16 min). As in the controller, a label is folded into the per-user reward
+  sums (``reward_users``) once it has arrived and its request's slot is at most the reward
+  gate's last slot (``matured``); ``feedback`` holds the same labels, lumped under that slot (the
+  gates read no later slot, so labels on younger requests are left out).
 
-Rollout: the experiment below, ``decide`` every ``LOOK`` seconds (the driver checks every 2 s;
-a coarser look only lowers the chances to act on noise). The steps start at 5%: at 200 req/s a
-1% step sends 2 req/s to the candidate and spends its whole ``max_interval`` waiting. A paused
-rollout keeps being looked at (a failing gate still acts) until ``HORIZON``. A window starts
-afresh at every step. The SRM test runs with ``action: halt``; after a halt the run goes on
-under the same experiment with ``action: warn`` (the same test), so one run measures both the
-SRM test and the gates.
+Rollout choices, for a tractable run: steps start at 5% (at 200 req/s a 1% step sends 2 req/s
+to the candidate and spends its whole ``max_interval`` waiting) and ``max_interval`` is 1 h; a
+look every 60 s (the driver checks every 2 s; fewer looks give noise fewer chances), every 5 s in
+the SRM cases (a 60 s look adds up to 11,000 users to a window, too coarse for "within 20,000
+users"); a paused
+rollout keeps being looked at (a failing gate still acts) until the 2 h horizon. A window starts
+afresh at every step. The SRM test runs with ``action: halt``; after a halt the run goes on under
+the same file with ``action: warn`` (the same test, no halt), so one run measures both the SRM
+test and the gates. Gates, alpha, ``min_samples`` and label delay are the previous version's.
 
-Cases (``numpy.random.default_rng(run index)`` per run, the same seeds for every case):
+Cases (run ``i`` uses ``numpy.random.default_rng(i)``; the same seeds for every case and tail):
 
 - A/A: false rollbacks (goal <= alpha) and SRM false halts (goal <= p) over the whole rollout.
-- bad reward (-2 points), bad errors (+1 point): rolled back within ``USER_CAP`` candidate users
-  (distinct users ever on the candidate), the rollout stopped at that cap.
+- bad reward (-2 points), bad errors (+1 point): rolled back within 20,000 candidate users
+  (distinct users ever on the candidate; the run stops there).
 - real SRM: 1 point of users moved from the candidate to the control (4/96 at the 5% step, 49/51
-  at the 50% step), the step held: halted within ``USER_CAP`` users in the window?
-- labels 20% rarer on the candidate (A/A otherwise): is the reward gate ever held for uneven
-  label arrival (the per-request analysis has no such check)?
+  at the 50% step), the step held: halted within 20,000 users in the window?
+- labels 20% rarer on the candidate (A/A otherwise): is the reward gate ever held because labels
+  reach the arms unevenly? The per-request analysis has no such check (its run is not continued).
 
-    python -m benchmarks.rollout_sim            # default run counts
-    python -m benchmarks.rollout_sim --quick    # a smoke run, about a minute
-    python -m benchmarks.rollout_sim --runs 100 --workers 2
+    python -m benchmarks.rollout_sim                 # 100 A/A runs, 50 per other case, per tail
+    python -m benchmarks.rollout_sim --quick         # 4 runs, two tails: a smoke run (< 1 min)
+    python -m benchmarks.rollout_sim --aa-runs 200 --runs 100 --workers 2
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ import argparse
 import math
 import multiprocessing
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -79,6 +84,8 @@ RATE = 200.0
 USERS = 200_000
 LOOK = 60.0
 """Seconds between two looks."""
+SRM_LOOK = 5.0
+"""Seconds between two looks in the SRM cases (a look adds up to 11,000 users to a window)."""
 SLOT = 10.0
 """The controller's request time slot (``rollout_slot_seconds``)."""
 LABEL_DELAY = 300.0
@@ -93,6 +100,8 @@ CONCENTRATION = 4.0
 """Beta concentration of the per-user propensities (smaller: users differ more)."""
 DELAY_MEDIAN = 60.0
 DELAY_SIGMA = 1.2
+IID_POOL = 100_000
+"""iid: propensities of new users are drawn from this many draws of the Betas."""
 TAILS: tuple[float | None, ...] = (1.05, 1.2, 1.5, 3.0, None)
 """Pareto shapes of user activity; None: every request a new user."""
 CONTROL, CANDIDATE = "v1", "v2"
@@ -160,6 +169,8 @@ class Case:
     """Percentage points of users the assignment moves from the candidate to the control."""
     step: int = 0
     """The step the rollout starts at."""
+    look: float = LOOK
+    """Seconds between two looks."""
 
     @property
     def srm_only(self) -> bool:
@@ -173,8 +184,8 @@ class Case:
 AA = Case("A/A")
 BAD_REWARD = Case("bad reward (-2 points)", reward=-0.02)
 BAD_ERRORS = Case("bad errors (+1 point)", errors=0.01)
-SRM_5 = Case("real SRM at the 5% step (4/96)", moved=1.0, step=0)
-SRM_50 = Case("real SRM at the 50% step (49/51)", moved=1.0, step=2)
+SRM_5 = Case("real SRM at the 5% step (4/96)", moved=1.0, step=0, look=SRM_LOOK)
+SRM_50 = Case("real SRM at the 50% step (49/51)", moved=1.0, step=2, look=SRM_LOOK)
 RARE_LABELS = Case("labels 20% rarer on the candidate", labels=0.8)
 CASES = (AA, BAD_REWARD, BAD_ERRORS, SRM_5, SRM_50, RARE_LABELS)
 
@@ -201,8 +212,8 @@ class Population:
 
     def __init__(self, rng: np.random.Generator, tail: float | None, case: Case) -> None:
         self.rng, self.case, self.iid = rng, case, tail is None
-        size = 1 if tail is None else USERS
-        activity = rng.pareto(tail or 1.0, size) + 1.0
+        size = IID_POOL if tail is None else USERS
+        activity = rng.pareto(tail, size) + 1.0 if tail else np.ones(size)
         self.cdf = np.cumsum(activity) / activity.sum()
         self.u = rng.random(size)
         self.errors = _propensity(rng, CONTROL_ERRORS, size)
@@ -211,14 +222,15 @@ class Population:
         self.next_user = 0
 
     def batch(self, start: float) -> Batch:
+        """The requests of the look interval that starts at ``start``."""
         rng, case = self.rng, self.case
-        n = int(rng.poisson(RATE * LOOK))
-        ts = start + rng.random(n) * LOOK
-        if self.iid:
+        n = int(rng.poisson(RATE * case.look))
+        ts = start + rng.random(n) * case.look
+        if self.iid:  # a new user per request, its propensities drawn from a pool (faster)
             users = np.arange(self.next_user, self.next_user + n, dtype=np.int64)
             self.next_user += n
-            u, errors = rng.random(n), _propensity(rng, CONTROL_ERRORS, n)
-            rewards, labels = _propensity(rng, CONTROL_REWARD, n), _propensity(rng, LABEL_SHARE, n)
+            u, drawn = rng.random(n), rng.integers(0, IID_POOL, n)
+            errors, rewards, labels = self.errors[drawn], self.rewards[drawn], self.labels[drawn]
         else:
             # sorted draws: a faster search, and requests grouped by user (order carries no meaning)
             users = np.minimum(np.searchsorted(self.cdf, np.sort(rng.random(n))), USERS - 1)
@@ -301,7 +313,7 @@ class UnitTally:
 
 @dataclass(frozen=True)
 class Labels:
-    """Labels of one window not yet folded into the per-user reward sums."""
+    """Labels on one window's requests."""
 
     slot: Ints
     arrival: Floats
@@ -309,7 +321,7 @@ class Labels:
     on_candidate: Bools
     reward: Floats
 
-    def take(self, keep: Bools) -> Labels:
+    def take(self, keep: Ints | Bools) -> Labels:
         return Labels(
             self.slot[keep],
             self.arrival[keep],
@@ -318,23 +330,47 @@ class Labels:
             self.reward[keep],
         )
 
-    def plus(self, other: Labels) -> Labels:
-        return Labels(
-            np.concatenate([self.slot, other.slot]),
-            np.concatenate([self.arrival, other.arrival]),
-            np.concatenate([self.users, other.users]),
-            np.concatenate([self.on_candidate, other.on_candidate]),
-            np.concatenate([self.reward, other.reward]),
-        )
 
-
+LABEL_FIELDS = ("slot", "arrival", "users", "on_candidate", "reward")
 NO_LABELS = Labels(
-    np.zeros(0, np.int64),
-    np.zeros(0),
-    np.zeros(0, np.int64),
-    np.zeros(0, np.bool_),
-    np.zeros(0),
+    np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.bool_), np.zeros(0)
 )
+
+
+def _look_index(times: Floats, look: float) -> Ints:
+    """The first look (``now = k * look``) at or after each time."""
+    return np.ceil(times / look).astype(np.int64)
+
+
+class LabelQueue:
+    """Labels waiting to be folded into the per-user reward sums, by the look that folds them:
+    the first at which the label has arrived and its request's slot has matured."""
+
+    def __init__(self, look: float) -> None:
+        self.look = look
+        self.due: dict[int, list[Labels]] = {}
+
+    def push(self, labels: Labels) -> None:
+        matures = (labels.slot + 1) * SLOT + LABEL_DELAY  # the reward gate's last slot reaches it
+        due = _look_index(np.maximum(labels.arrival, matures), self.look)
+        order = np.argsort(due, kind="stable")
+        starts = np.flatnonzero(np.concatenate([[True], np.diff(due[order]) != 0]))
+        for chunk in np.split(order, starts[1:]):
+            if len(chunk):
+                self.due.setdefault(int(due[chunk[0]]), []).append(labels.take(chunk))
+
+    def pop(self, now: float, matured: int) -> Labels:
+        """The labels folded at the look at ``now``."""
+        look = round(now / self.look)
+        ready = [NO_LABELS]
+        for labels in self.due.pop(look, []):
+            on_time = (labels.arrival <= now) & (labels.slot <= matured)
+            ready.append(labels.take(on_time))
+            if not on_time.all():  # rounding at a bucket's edge: the next look
+                self.due.setdefault(look + 1, []).append(labels.take(~on_time))
+        return Labels(
+            *(np.concatenate([getattr(part, name) for part in ready]) for name in LABEL_FIELDS)
+        )
 
 
 def _by_arm(values: Floats, on_candidate: Bools) -> tuple[float, float]:
@@ -345,7 +381,7 @@ def _by_arm(values: Floats, on_candidate: Bools) -> tuple[float, float]:
 class Window:
     """One step's counters, as the recorder and the feedback path would have written them."""
 
-    def __init__(self, share: float, iid: bool) -> None:
+    def __init__(self, share: float, iid: bool, look: float) -> None:
         self.share = share
         self.assigned = np.zeros(2)
         self.failed = np.zeros(2)
@@ -353,7 +389,7 @@ class Window:
         self.reward_users = UnitTally(iid)
         self.folded = np.zeros((2, 2))
         """Per arm: labels and reward sum on requests in matured slots (in ``reward_users``)."""
-        self.pending = NO_LABELS
+        self.queue = LabelQueue(look)
 
     def add(self, batch: Batch) -> Bools:
         """The look interval's requests; returns which went to the candidate."""
@@ -363,7 +399,7 @@ class Window:
         self.failed += _by_arm(failed, on)
         self.users.add(batch.users, on, failed)
         labelled = _pick(batch.labelled, on) > 0
-        self.pending = self.pending.plus(
+        self.queue.push(
             Labels(
                 batch.slot[labelled],
                 batch.arrival[labelled],
@@ -375,32 +411,23 @@ class Window:
         return on
 
     def look(self, now: float) -> tuple[dict[str, ArmWindow], int]:
-        """The arms' windows at ``now`` and the matured slot (the reward gate's last slot)."""
+        """The arms' windows at ``now`` and the matured slot (the reward gate's last slot).
+
+        ``feedback`` holds the folded labels under the matured slot: the gates read no later
+        slot, so labels that arrived on younger requests are left out."""
         matured = int((now - LABEL_DELAY) // SLOT) - 1
-        labels = self.pending
-        arrived = labels.arrival <= now
-        ready = arrived & (labels.slot <= matured)
-        if ready.any():
-            self.reward_users.add(
-                labels.users[ready], labels.on_candidate[ready], labels.reward[ready]
-            )
-            on = labels.on_candidate[ready]
-            self.folded[:, 0] += _by_arm(np.ones(int(ready.sum())), on)
-            self.folded[:, 1] += _by_arm(labels.reward[ready], on)
-        late = arrived & ~ready
-        late_n = _by_arm(late.astype(np.float64), labels.on_candidate)
-        late_sum = _by_arm(np.where(late, labels.reward, 0.0), labels.on_candidate)
-        self.pending = labels.take(~ready)
+        labels = self.queue.pop(now, matured)
+        on = labels.on_candidate
+        self.reward_users.add(labels.users, on, labels.reward)
+        self.folded[:, 0] += _by_arm(np.ones(len(on)), on)
+        self.folded[:, 1] += _by_arm(labels.reward, on)
         arms = {}
         for index, name in enumerate((CONTROL, CANDIDATE)):
             count, total = self.folded[index]
             arms[name] = ArmWindow(
                 assigned=int(self.assigned[index]),
                 failed=int(self.failed[index]),
-                feedback={
-                    matured: (int(count), float(total), float(total)),
-                    matured + 1: (int(late_n[index]), late_sum[index], late_sum[index]),
-                },
+                feedback={matured: (int(count), float(total), float(total))},
                 users=self.users.arm(index),
                 reward_users=self.reward_users.arm(index),
             )
@@ -438,7 +465,7 @@ class Driver:
         self.method, self.case, self.iid = method, case, iid
         fresh = RolloutState(fingerprint=fingerprint(method.halting), window=1)
         self.state = replace(fresh, step=case.step)
-        self.window = Window(self._share(), iid)
+        self.window = Window(self._share(), iid, case.look)
         self.ever_candidate = np.zeros(0 if iid else USERS, dtype=np.bool_)
         self.outcome = Outcome()
         self.done = False
@@ -483,7 +510,7 @@ class Driver:
             self.state = replace(
                 state, step=state.step + 1, step_started=now, window=state.window + 1
             )
-            self.window = Window(self._share(), self.iid)
+            self.window = Window(self._share(), self.iid, self.case.look)
         elif action == "pause":
             self.state = replace(state, phase="paused")
 
@@ -507,7 +534,7 @@ def simulate(case: Case, tail: float | None, rng: np.random.Generator) -> tuple[
     now = 0.0
     while now < HORIZON and not all(d.done for d in drivers):
         batch = population.batch(now)
-        now += LOOK
+        now += case.look
         for driver in drivers:
             if not driver.done:
                 driver.observe(batch, now)
@@ -538,9 +565,13 @@ def jobs(aa_runs: int, runs: int, tails: Sequence[float | None]) -> list[Job]:
 
 def run_all(todo: list[Job], workers: int) -> Results:
     results: Results = {}
+    started = time.perf_counter()
     with multiprocessing.Pool(workers) as pool:
-        for (case, tail, _), outcomes in pool.imap_unordered(_job, todo):
+        for done, ((case, tail, _), outcomes) in enumerate(pool.imap(_job, todo), 1):
             results.setdefault((CASES[case].name, tail), []).append(outcomes)
+            if done % max(1, len(todo) // 20) == 0:
+                elapsed = time.perf_counter() - started
+                print(f"  {done}/{len(todo)} runs, {elapsed:.0f} s", file=sys.stderr, flush=True)
     return results
 
 
@@ -634,12 +665,14 @@ def parameters(aa_runs: int, runs: int, workers: int) -> str:
     rollout, srm = experiment.rollout, experiment.srm
     assert rollout is not None and srm is not None
     return (
-        f"rollout simulation: {RATE:g} req/s from {USERS:,} users, a look every {LOOK:g} s, "
+        f"rollout simulation: {RATE:g} req/s from {USERS:,} users, a look every {LOOK:g} s "
+        f"({SRM_LOOK:g} s in the SRM cases), "
         f"slots of {SLOT:g} s, horizon {HORIZON / 3600:g} h; control errors {CONTROL_ERRORS:g}, "
         f"reward {CONTROL_REWARD:g}, labels {LABEL_SHARE:g} (per-user Beta, concentration "
         f"{CONCENTRATION:g}); label delay lognormal (median {DELAY_MEDIAN:g} s, sigma "
-        f"{DELAY_SIGMA:g}); steps {rollout.steps} %, interval {rollout.interval:g} s, max_interval "
-        f"{rollout.max_interval} s, min_samples {rollout.min_samples}, alpha {rollout.alpha:g} "
+        f"{DELAY_SIGMA:g}); steps {'-'.join(f'{p:g}' for p in rollout.steps)} %, interval "
+        f"{rollout.interval:g} s, max_interval {rollout.max_interval or 0:g} s, min_samples "
+        f"{rollout.min_samples}, alpha {rollout.alpha:g} "
         f"(gates: {', '.join(g.metric for g in rollout.gates)}), srm p {srm.p:g} ({srm.action})\n"
         f"runs: {aa_runs} A/A and {runs} per other case and tail; seeds 0..n-1 "
         f"(numpy.random.default_rng(run index)); {workers} worker processes"
@@ -649,8 +682,8 @@ def parameters(aa_runs: int, runs: int, workers: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: few runs, two tails")
-    parser.add_argument("--aa-runs", type=int, default=200)
-    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--aa-runs", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     tails: Sequence[float | None] = (1.2, None) if args.quick else TAILS

@@ -103,6 +103,28 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
     return format(value, spec)
 
 
+def unit_line(report: dict[str, Any]) -> str:
+    """Which unit the intervals, differences and the sample-ratio check counted."""
+    if report.get("unit") != "user":
+        return "unit of analysis: the request (assignment is not sticky)"
+    users = ", ".join(
+        f"{row['variant']} {row['by_user']['users']}"
+        + (
+            f" (+{row['by_user']['keyless']} requests without a key)"
+            if row["by_user"]["keyless"]
+            else ""
+        )
+        + (" [partial: per-request figures shown]" if row["by_user"]["partial"] else "")
+        for row in report["variants"]
+        if "by_user" in row
+    )
+    return (
+        "unit of analysis: the user (sticky assignment): reward and error-rate intervals and "
+        f"differences by the delta method over users, SRM on users; users {users}; "
+        "accuracy and positive rate per request"
+    )
+
+
 def _interval(pair: list[float] | None) -> str:
     return "-" if pair is None else f"[{pair[0]:.3f}, {pair[1]:.3f}]"
 
@@ -172,6 +194,7 @@ def report_view(report: dict[str, Any]) -> Group:
             f"{_fmt(fb['accuracy'])} {_interval(fb['accuracy_interval'])}",
         )
     parts += [traffic, outcomes]
+    parts.append(line(unit_line(report)))
     check = report["srm"]
     if not check["checked"]:
         parts.append(line(f"sample ratio: not checked ({check['reason']})"))
@@ -181,7 +204,8 @@ def report_view(report: dict[str, Any]) -> Group:
             line(
                 f"sample ratio: {verdict} (chi2 {_fmt(check['chi2'])}, df {check['df']}, "
                 f"p {_fmt(check['p_value'], '.3g')}, flagged below {check['alpha']}; "
-                f"observed {orjson.dumps(check['observed']).decode()})"
+                f"observed {check.get('unit', 'request')}s "
+                f"{orjson.dumps(check['observed']).decode()})"
             )
         )
     if report["comparisons"]:

@@ -303,7 +303,7 @@ class PredictPipeline:
             sticky_until=decided.held_until,
             window=window,
             slot=self.rollouts.slot(ts) if self.rollouts and window is not None else None,
-            by_user=window is not None and route.experiment.analysis_unit == "user",
+            by_user=route.experiment.analysis_unit == "user",
         )
 
     def finish(

@@ -241,6 +241,8 @@ def count_outcome(tally: Tally, outcome: Outcome) -> None:
         tally.incr(chosen, keys.FAILOVERS)
     elif outcome.fallback:
         tally.incr(chosen, keys.FALLBACKS)
+    if outcome.by_user and outcome.forced is None:
+        count_units(tally, outcome, answered is None or outcome.status >= 500)
     if outcome.window is not None and outcome.forced is None:
         count_window(tally, outcome, outcome.window)
     if tally.history is not None:
@@ -272,6 +274,16 @@ def count_outcome(tally: Tally, outcome: Outcome) -> None:
         tally.add(served, keys.SCORE_SUMSQ, outcome.score**2)
 
 
+def count_units(tally: Tally, outcome: Outcome, failed: bool) -> None:
+    """A policy decision of a sticky experiment, per user under the configuration in force."""
+    key = keys.config_units(outcome.experiment, outcome.config_version)
+    if outcome.user_hash is None:
+        tally.incr(key, keys.window_field(outcome.variant, keys.WINDOW_NOKEY))
+        tally.expiring[key] = tally.units.ttl
+    else:
+        tally.unit(key, outcome.variant, outcome.user_hash, failed)
+
+
 def count_window(tally: Tally, outcome: Outcome, window: int) -> None:
     """A policy decision under rollout weights: what the gates compare, per variant."""
     key = keys.rollout_window(outcome.experiment, window)
@@ -288,6 +300,16 @@ def count_window(tally: Tally, outcome: Outcome, window: int) -> None:
         else:
             units = keys.rollout_units(outcome.experiment, window)
             tally.unit(units, variant, outcome.user_hash, failed)
+
+
+def unit_feedback_commands(
+    experiment: str, config_version: str, variant: str, user: str, reward: float, units: UnitBounds
+) -> list[Command]:
+    """Feedback on a request of a user (sticky experiments), into the per-user reward sums of
+    the configuration it was made under."""
+    key = keys.config_units(experiment, config_version)
+    args = (keys.WINDOW_REWARD_USERS, variant, user, "1", num(reward), str(units.max_users))
+    return [(UNIT_OP, key, args), ("EXPIRE", key, (str(units.ttl),))]
 
 
 def window_feedback_commands(
@@ -373,11 +395,11 @@ def attribution_fields(outcome: Outcome) -> dict[str, str]:
     if outcome.label is not None:
         fields["label"] = dumps(outcome.label)
         fields["label_type"] = label_type(outcome.label)
+    if outcome.by_user and outcome.user_hash is not None and outcome.forced is None:
+        fields["unit"] = outcome.user_hash
     if outcome.window is not None and outcome.slot is not None and outcome.forced is None:
         fields["window"] = str(outcome.window)
         fields["slot"] = str(outcome.slot)
-        if outcome.by_user and outcome.user_hash is not None:
-            fields["unit"] = outcome.user_hash
     return fields
 
 

@@ -12,7 +12,12 @@ from redis.asyncio.client import Pipeline
 from router.bandit.evidence import BanditTarget, evidence_commands
 from router.core.errors import Conflict, InvalidInput, NotFound
 from router.core.ids import REQUEST_ID_RULE, valid_request_id
-from router.recording.events import UnitBounds, label_type, window_feedback_commands
+from router.recording.events import (
+    UnitBounds,
+    label_type,
+    unit_feedback_commands,
+    window_feedback_commands,
+)
 from router.storage import keys
 from router.storage.client import RedisClient
 from router.storage.codec import as_text_dict, dumps, text
@@ -270,6 +275,15 @@ class FeedbackWriter:
         ]
         if reward in (0.0, 1.0):
             commands.append(("HINCRBY", counters, (keys.FEEDBACK_BINARY, "1")))
+        if "unit" in attribution:
+            commands += unit_feedback_commands(
+                experiment,
+                attribution["config_version"],
+                answered,
+                attribution["unit"],
+                reward,
+                self.units,
+            )
         if "window" in attribution and "slot" in attribution:
             window, slot = int(attribution["window"]), int(attribution["slot"])
             user = attribution.get("unit")

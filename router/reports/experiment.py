@@ -27,10 +27,72 @@ from router.reports.stats import (
     thompson_probabilities,
     wilson_interval,
 )
+from router.reports.units import UnitSums, normal_interval, parse_unit_sums
 from router.storage import keys
 
 SRM_ALPHA = 0.001
 QUANTILES = (0.5, 0.95, 0.99)
+Z95 = 1.959963984540054
+USER_METRICS = {"reward": "r_", "error_rate": "u_"}
+"""Metrics the reports analyse per user in a sticky experiment, and their sums' prefix."""
+
+
+@dataclass(frozen=True)
+class UserView:
+    """One variant's per-user sums under the configuration in force (sticky experiments)."""
+
+    errors: UnitSums
+    rewards: UnitSums
+    keyless: int
+    partial: bool
+
+    @classmethod
+    def of(cls, recorded: Recorded, name: str) -> UserView:
+        raw = recorded.units
+        return cls(
+            parse_unit_sums(raw, name, "u_"),
+            parse_unit_sums(raw, name, "r_"),
+            _Hash(raw).int(f"{name}|{keys.WINDOW_NOKEY}"),
+            f"{name}|{keys.WINDOW_UNITS_FULL}" in raw,
+        )
+
+    def sums(self, metric: str) -> UnitSums:
+        return self.rewards if USER_METRICS[metric] == "r_" else self.errors
+
+
+def user_difference(control: UnitSums, candidate: UnitSums) -> dict[str, Any]:
+    """``ratio(candidate) - ratio(control)`` with the delta-method variance of each arm: a
+    two-sided z test and 95% interval in which the user, not the request, is the unit."""
+    a, b = control.ratio, candidate.ratio
+    if a is None or b is None:
+        return {"difference": None, "interval": None, "p_value": None, "unit": "user"}
+    va, vb = control.ratio_variance(), candidate.ratio_variance()
+    difference = b - a
+    se = math.sqrt((va or 0.0) + (vb or 0.0))
+    if control.units < 2 or candidate.units < 2 or se == 0.0:
+        return {"difference": difference, "interval": None, "p_value": None, "unit": "user"}
+    p_value = min(1.0, 2.0 * 0.5 * math.erfc(abs(difference) / se / math.sqrt(2.0)))
+    lo = max(-1.0, difference - Z95 * se)
+    hi = min(1.0, difference + Z95 * se)
+    return {"difference": difference, "interval": [lo, hi], "p_value": p_value, "unit": "user"}
+
+
+def by_user(row: dict[str, Any], view: UserView) -> dict[str, Any]:
+    """A variant row's per-user figures; its reward interval becomes the per-user one."""
+    users = {
+        "users": view.errors.units,
+        "keyless": view.keyless,
+        "partial": view.partial,
+        "error_rate": view.errors.ratio,
+        "error_rate_interval": normal_interval(view.errors, Z95),
+        "rewarded_users": view.rewards.units,
+        "mean_reward": view.rewards.ratio,
+        "reward_interval": normal_interval(view.rewards, Z95),
+    }
+    if not view.partial:
+        row["feedback"]["interval"] = users["reward_interval"]
+        row["feedback"]["interval_method"] = "delta method, per user"
+    return users
 
 
 @dataclass(frozen=True)
@@ -205,14 +267,33 @@ def build_report(
     counters = {name: recorded.counters.get(name, {}) for name in order}
     total = sum(_Hash(raw).int(keys.ASSIGNED) for raw in counters.values())
     rows = [variant_row(name, experiment, counters[name], total) for name in order]
+    unit = experiment.analysis_unit
+    views = {name: UserView.of(recorded, name) for name in order} if unit == "user" else {}
+    for row in rows:
+        if views:
+            row["by_user"] = by_user(row, views[row["variant"]])
     control = counters[experiment.control]
     comparisons = []
     for name in order[1:]:
         item: dict[str, Any] = {"variant": name, "control": experiment.control}
         for metric in COMPARED:
-            item[metric] = difference_test(*_sums(control, metric), *_sums(counters[name], metric))
+            if (
+                views
+                and metric in USER_METRICS
+                and not (views[name].partial or views[experiment.control].partial)
+            ):
+                item[metric] = user_difference(
+                    views[experiment.control].sums(metric), views[name].sums(metric)
+                )
+            else:
+                test = difference_test(*_sums(control, metric), *_sums(counters[name], metric))
+                item[metric] = {**test, "unit": "request"}
         comparisons.append(item)
+    users = {name: view.errors.units for name, view in views.items()}
+    assigned = users if views else recorded.assigned_now
     return {
+        "unit": unit,
+        "unit_scope": "per-user figures cover the configuration in force" if views else None,
         "experiment": experiment.name,
         "model": experiment.model,
         "policy": experiment.policy.kind,
@@ -228,7 +309,7 @@ def build_report(
             "feedback": sum(r["feedback"]["count"] for r in rows),
         },
         "variants": rows,
-        "srm": srm(experiment, config_version, recorded.assigned_now),
+        "srm": srm(experiment, config_version, assigned, unit),
         "comparisons": comparisons,
         "bandit": bandit_section(experiment, recorded, live),
     }
@@ -295,8 +376,11 @@ def bandit_section(
     }
 
 
-def srm(experiment: Experiment, config_version: str, observed: dict[str, int]) -> dict[str, Any]:
-    """Chi-square of assignments under the configuration in force against its weights."""
+def srm(
+    experiment: Experiment, config_version: str, observed: dict[str, int], unit: str = "request"
+) -> dict[str, Any]:
+    """Chi-square of assignments under the configuration in force against its weights; with
+    sticky assignment ``observed`` counts distinct users (the unit that was randomized)."""
     if isinstance(experiment.policy, BanditPolicy):
         return {
             "checked": False,
@@ -306,6 +390,7 @@ def srm(experiment: Experiment, config_version: str, observed: dict[str, int]) -
     result = srm_check(observed, weights, alpha=SRM_ALPHA)
     return {
         "checked": True,
+        "unit": unit,
         "config_version": config_version,
         "observed": {name: observed.get(name, 0) for name in sorted(set(weights) | set(observed))},
         "weights_pct": weights,

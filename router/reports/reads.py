@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from router.reports.units import unit_sum_fields
 from router.storage import keys
 from router.storage.client import RedisClient
 from router.storage.codec import as_text_dict, text
@@ -22,6 +23,16 @@ class Recorded:
     """Variant -> assignments under the configuration in force."""
     bandit: dict[str, str] = field(default_factory=dict)
     """The experiment's bandit evidence hash (empty unless it ran as a bandit)."""
+    units: dict[str, str] = field(default_factory=dict)
+    """Per-user sums under the configuration in force (sticky experiments), by field."""
+
+
+def units_fields(names: Iterable[str]) -> list[str]:
+    fields: list[str] = []
+    for name in names:
+        fields += unit_sum_fields(name, "u_") + unit_sum_fields(name, "r_")
+        fields += [f"{name}|{keys.WINDOW_NOKEY}", f"{name}|{keys.WINDOW_UNITS_FULL}"]
+    return fields
 
 
 async def read_recorded(
@@ -34,10 +45,13 @@ async def read_recorded(
             pipe.hgetall(keys.counters(experiment, name))
         pipe.hgetall(keys.assigned(experiment, config_version))
         pipe.hgetall(keys.bandit(experiment))
+        fields = units_fields(names)
+        pipe.hmget(keys.config_units(experiment, config_version), fields)
         replies = await pipe.execute()
     counters = {name: as_text_dict(reply) for name, reply in zip(names, replies, strict=False)}
-    assigned = {k: int(v) for k, v in as_text_dict(replies[-2]).items()}
-    return Recorded(counters, assigned, as_text_dict(replies[-1]))
+    assigned = {k: int(v) for k, v in as_text_dict(replies[-3]).items()}
+    units = {f: text(v) for f, v in zip(fields, replies[-1], strict=True) if v is not None}
+    return Recorded(counters, assigned, as_text_dict(replies[-2]), units)
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,14 @@ variance exactly).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 UNIT_USER = "user"
 UNIT_REQUEST = "request"
+SUM_PARTS = ("k", "n", "y", "nn", "yy", "ny")
+"""Field suffixes of one arm's sums: units, then sums of n, y, n^2, y^2, n*y."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,3 +81,32 @@ class UnitSums:
 
 
 EMPTY = UnitSums(0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def unit_sum_fields(variant: str, prefix: str) -> list[str]:
+    """The hash fields of one arm's per-user sums (``prefix``: ``u_`` or ``r_``)."""
+    return [f"{variant}|{prefix}{part}" for part in SUM_PARTS]
+
+
+def parse_unit_sums(raw: Mapping[str, str], variant: str, prefix: str) -> UnitSums:
+    """One arm's per-user sums from a units hash (missing fields count as zero)."""
+    values = []
+    for field in unit_sum_fields(variant, prefix):
+        try:
+            values.append(float(raw.get(field, 0.0)))
+        except ValueError:
+            values.append(0.0)
+    k, n, y, nn, yy, ny = values
+    return UnitSums(int(k), n, y, nn, yy, ny)
+
+
+def normal_interval(
+    sums: UnitSums, z: float, bounds: tuple[float, float] = (0.0, 1.0)
+) -> list[float] | None:
+    """``ratio +- z sd`` with the delta-method variance, clipped to ``bounds`` (None with fewer
+    than two units)."""
+    variance = sums.ratio_variance()
+    if sums.units < 2 or variance is None or sums.ratio is None:
+        return None
+    half = z * math.sqrt(variance)
+    return [max(bounds[0], sums.ratio - half), min(bounds[1], sums.ratio + half)]

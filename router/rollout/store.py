@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from router.reports.units import unit_sum_fields
 from router.rollout.state import RolloutState
 from router.storage import keys
 from router.storage.client import RedisClient
@@ -131,7 +132,7 @@ class RolloutStore:
         for variant in variants:
             fields.append(keys.window_field(variant, keys.WINDOW_UNITS_FULL))
             for prefix in (keys.WINDOW_USERS, keys.WINDOW_REWARD_USERS):
-                fields += [keys.window_field(variant, prefix + part) for part in keys.UNIT_SUMS]
+                fields += unit_sum_fields(variant, prefix)
         values = await self.redis.hmget(keys.rollout_units(name, window), fields)
         return {f: str(text(v)) for f, v in zip(fields, values, strict=True) if v is not None}
 

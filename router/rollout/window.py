@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from router.reports.units import EMPTY, UnitSums
+from router.reports.units import EMPTY, UnitSums, parse_unit_sums
 from router.rollout.sequential import Moments
 from router.storage import keys
 
@@ -62,21 +62,9 @@ def matured_slot(raw: Mapping[str, str]) -> int | None:
         return None
 
 
-def _unit_sums(values: dict[str, float]) -> UnitSums:
-    return UnitSums(
-        int(values.get("k", 0)),
-        values.get("n", 0.0),
-        values.get("y", 0.0),
-        values.get("nn", 0.0),
-        values.get("yy", 0.0),
-        values.get("ny", 0.0),
-    )
-
-
 def parse_window(raw: Mapping[str, str]) -> dict[str, ArmWindow]:
     """The window hash -> per-variant counters (unknown fields are ignored)."""
     arms: dict[str, ArmWindow] = {}
-    sums: dict[tuple[str, str], dict[str, float]] = {}
     for name, value in raw.items():
         variant, _, rest = name.partition("|")
         if not rest or variant == "~":
@@ -84,12 +72,7 @@ def parse_window(raw: Mapping[str, str]) -> dict[str, ArmWindow]:
         arm = arms.setdefault(variant, ArmWindow())
         field_name, _, slot = rest.partition("|")
         try:
-            prefix, _, part = field_name.partition("_")
-            if prefix + "_" in (keys.WINDOW_USERS, keys.WINDOW_REWARD_USERS) and (
-                part in keys.UNIT_SUMS
-            ):
-                sums.setdefault((variant, prefix), {})[part] = float(value)
-            elif field_name == keys.WINDOW_NOKEY:
+            if field_name == keys.WINDOW_NOKEY:
                 arm.keyless = int(value)
             elif field_name == keys.WINDOW_UNITS_FULL:
                 arm.units_full = True
@@ -115,9 +98,7 @@ def parse_window(raw: Mapping[str, str]) -> dict[str, ArmWindow]:
                 arm.feedback[int(slot)] = (count, s, sq)
         except ValueError:
             continue
-    for (variant, prefix), values in sums.items():
-        if prefix + "_" == keys.WINDOW_USERS:
-            arms[variant].users = _unit_sums(values)
-        else:
-            arms[variant].reward_users = _unit_sums(values)
+    for variant, arm in arms.items():
+        arm.users = parse_unit_sums(raw, variant, keys.WINDOW_USERS)
+        arm.reward_users = parse_unit_sums(raw, variant, keys.WINDOW_REWARD_USERS)
     return arms

@@ -278,7 +278,6 @@ WINDOW_REWARD_USERS: Final = "r_"
 feedbacks, y_i reward sum)."""
 WINDOW_MATURED: Final = "~|matured"
 """The last request slot whose feedback is folded into the per-user reward sums."""
-UNIT_SUMS: Final = ("k", "n", "y", "nn", "yy", "ny")
 
 
 def window_field(variant: str, field: str, slot: int | None = None) -> str:
@@ -303,6 +302,13 @@ def rollout_fence(experiment: str) -> str:
 
 def rollout_window(experiment: str, window: int) -> str:
     return f"{_exp(experiment)}:rollout:window:{window}"
+
+
+def config_units(experiment: str, config_version: str) -> str:
+    """Per-user state and sums of a sticky experiment under one configuration (the reports'
+    per-user intervals and SRM on users): the same fields as ``rollout_units``, plus
+    ``{v}|nokey`` (requests without a key)."""
+    return f"{_exp(experiment)}:units:{config_version}"
 
 
 def rollout_units(experiment: str, window: int) -> str:

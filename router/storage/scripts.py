@@ -32,6 +32,18 @@ EXTRA_KEY_OPS: Final = frozenset({UNIT_FEEDBACK_OP})
 # values, so the sums stay exact with O(1) work per event. A new user past the bound is not added
 # and marks the arm's sums partial (the gate then waits: it never decides on partial sums).
 _UNITS = """
+local unit_sums = {}
+local unit_order = {}
+local function add_sum(key, field, delta)
+  local sums = unit_sums[key]
+  if not sums then
+    sums = {}
+    unit_sums[key] = sums
+    unit_order[#unit_order + 1] = key
+  end
+  sums[field] = (sums[field] or 0) + delta
+end
+
 local function unit(key, prefix, v, user, dn, dy, bound)
   local field = v .. '|' .. user
   if prefix == 'r_' then field = field .. '|r' end
@@ -47,17 +59,28 @@ local function unit(key, prefix, v, user, dn, dy, bound)
       return
     end
     redis.call('HINCRBY', key, '~|' .. prefix .. 'users', 1)
-    redis.call('HINCRBY', key, v .. '|' .. prefix .. 'k', 1)
+    add_sum(key, v .. '|' .. prefix .. 'k', 1)
   end
   dn, dy = tonumber(dn), tonumber(dy)
   local n2, y2 = n + dn, y + dy
   redis.call('HSET', key, field, string.format('%.17g %.17g', n2, y2))
   local p = v .. '|' .. prefix
-  redis.call('HINCRBYFLOAT', key, p .. 'n', dn)
-  redis.call('HINCRBYFLOAT', key, p .. 'y', dy)
-  redis.call('HINCRBYFLOAT', key, p .. 'nn', n2 * n2 - n * n)
-  redis.call('HINCRBYFLOAT', key, p .. 'yy', y2 * y2 - y * y)
-  redis.call('HINCRBYFLOAT', key, p .. 'ny', n2 * y2 - n * y)
+  add_sum(key, p .. 'n', dn)
+  add_sum(key, p .. 'y', dy)
+  add_sum(key, p .. 'nn', n2 * n2 - n * n)
+  add_sum(key, p .. 'yy', y2 * y2 - y * y)
+  add_sum(key, p .. 'ny', n2 * y2 - n * y)
+end
+
+-- The arms' sums change once per call, however many users the call touched.
+local function flush_units()
+  for _, key in ipairs(unit_order) do
+    for field, delta in pairs(unit_sums[key]) do
+      if delta ~= 0 then
+        redis.call('HINCRBYFLOAT', key, field, string.format('%.17g', delta))
+      end
+    end
+  end
 end
 
 local function unit_feedback(key, staged, v, user, slot, reward, bound, ttl)
@@ -91,6 +114,7 @@ local function apply(commands)
       redis.call(unpack(argv))
     end
   end
+  flush_units()
 end
 """
 )
@@ -124,6 +148,7 @@ for i = 2, #KEYS do
   end
   redis.call('DEL', KEYS[i])
 end
+flush_units()
 redis.call('HSET', KEYS[1], '~|matured', last)
 return last
 """

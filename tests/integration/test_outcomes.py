@@ -18,6 +18,7 @@ import aiohttp
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from scipy.stats import norm
 from typer.testing import CliRunner
 
 from model_workers.train import load_dataset
@@ -28,10 +29,8 @@ from router.hashing.turnout import turnout_unit
 from router.local.processes import free_port, poll_until
 from router.local.redis_server import EmbeddedRedis, RedisTopology
 from router.reports.stats import (
-    difference_test,
     quantiles_from_histogram,
     srm_check,
-    wilson_interval,
 )
 from router.storage import keys
 from tests.conftest import SAMPLE_ROWS, Gateway, GatewayFactory, WorkerFactory, canary_yaml
@@ -215,14 +214,44 @@ def test_report_matches_traffic_offline_accuracy_and_a_recomputation_from_redis(
     check_cli(a, rep)
 
 
+Z = 1.959963984540054
+
+
+def per_user(pairs: dict[str, list[float]]) -> tuple[float, float, int]:
+    """(ratio, delta-method variance, users) from per-user [n, y], the textbook way."""
+    n = [v[0] for v in pairs.values()]
+    y = [v[1] for v in pairs.values()]
+    k = len(n)
+    mn, my = sum(n) / k, sum(y) / k
+    vn = sum((a - mn) ** 2 for a in n) / k
+    vy = sum((b - my) ** 2 for b in y) / k
+    cov = sum((a - mn) * (b - my) for a, b in zip(n, y, strict=True)) / k
+    variance = (vy / mn**2 - 2 * cov * my / mn**3 + my**2 * vn / mn**4) / k
+    return my / mn, variance, k
+
+
+def user_difference(a: dict[str, list[float]], b: dict[str, list[float]]) -> dict[str, Any]:
+    (ra, va, _), (rb, vb, _) = per_user(a), per_user(b)
+    se = math.sqrt(va + vb)
+    d = rb - ra
+    if se == 0:
+        return {"difference": d, "interval": None, "p_value": None}
+    p = 2 * float(norm.sf(abs(d) / se))
+    return {"difference": d, "interval": [d - Z * se, d + Z * se], "p_value": p}
+
+
 def recompute(server: RedisTopology, name: str, config_version: str) -> dict[str, Any]:
-    """Every report number again, from the raw event and feedback streams alone."""
+    """Every report number again, from the raw event and feedback streams alone. The
+    experiment is sticky: rates and rewards are ratios over users (delta method), SRM counts
+    users."""
     client = server.client()
     events = [fields for _, fields in client.xrange(keys.events(name))]
     feedbacks = [fields for _, fields in client.xrange(keys.feedback(name))]
     bounds = [b * 1000.0 for b in LATENCY_BUCKETS]
     out: dict[str, Any] = {"variants": {}}
-    sums: dict[str, dict[str, float]] = {}
+    user_of = {e["request_id"]: e["user_hash"] for e in events}
+    rewards_by_user: dict[str, dict[str, list[float]]] = {}
+    errors_by_user: dict[str, dict[str, list[float]]] = {}
     for variant in ("v1", "v2"):
         mine = [e for e in events if e["variant"] == variant]
         answered = [e for e in events if e.get("served_variant") == variant]
@@ -254,24 +283,32 @@ def recompute(server: RedisTopology, name: str, config_version: str) -> dict[str
                 "p95": p95,
                 "p99": p99,
             },
+        }
+        by_user: dict[str, list[float]] = {}
+        for f in credited:
+            cell = by_user.setdefault(user_of[f["request_id"]], [0.0, 0.0])
+            cell[0] += 1
+            cell[1] += float(f["reward"])
+        failed: dict[str, list[float]] = {}
+        for e in mine:
+            cell = failed.setdefault(e["user_hash"], [0.0, 0.0])
+            cell[0] += 1
+            cell[1] += "served_variant" not in e or int(e["status"]) >= 500
+        rewards_by_user[variant], errors_by_user[variant] = by_user, failed
+        ratio, variance, _ = per_user(by_user)
+        half = Z * math.sqrt(variance)
+        out["variants"][variant] = {
             "fb_n": len(rewards),
             "mean_reward": sum(rewards) / len(rewards),
-            "interval": list(wilson_interval(sum(rewards), len(rewards)) or []),
+            "interval": [max(0.0, ratio - half), min(1.0, ratio + half)],
             "accuracy": correct / len(credited),
-        }
-        sums[variant] = {
-            "r": sum(rewards),
-            "r2": sum(r * r for r in rewards),
-            "n": len(rewards),
-            "e": errors,
-            "a": len(mine),
-        }
-    current = Counter(e["variant"] for e in events if e["config_version"] == config_version)
-    out["srm"] = srm_check(dict(current), {"v1": 50, "v2": 50}, alpha=0.001)
-    c, t = sums["v1"], sums["v2"]
+        } | out["variants"][variant]
+    current = [e for e in events if e["config_version"] == config_version]
+    users = {v: len({e["user_hash"] for e in current if e["variant"] == v}) for v in ("v1", "v2")}
+    out["srm"] = srm_check(users, {"v1": 50, "v2": 50}, alpha=0.001)
     out["comparisons"] = {
-        "reward": difference_test(c["r"], c["r2"], c["n"], t["r"], t["r2"], t["n"]),
-        "error_rate": difference_test(c["e"], c["e"], c["a"], t["e"], t["e"], t["a"]),
+        "reward": user_difference(rewards_by_user["v1"], rewards_by_user["v2"]),
+        "error_rate": user_difference(errors_by_user["v1"], errors_by_user["v2"]),
     }
     return out
 
