@@ -47,7 +47,7 @@ Cases (run ``i`` uses ``numpy.random.default_rng(i)``; the same seeds for every 
 - labels 20% rarer on the candidate (A/A otherwise): is the reward gate ever held because labels
   reach the arms unevenly? The per-request analysis has no such check (its run is not continued).
 
-    python -m benchmarks.rollout_sim                 # 100 A/A runs, 50 per other case, per tail
+    python -m benchmarks.rollout_sim                 # 60 A/A runs, 30 per other case, per tail
     python -m benchmarks.rollout_sim --quick         # 4 runs, two tails: a smoke run (< 1 min)
     python -m benchmarks.rollout_sim --aa-runs 200 --runs 100 --workers 2
 """
@@ -682,8 +682,8 @@ def parameters(aa_runs: int, runs: int, workers: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: few runs, two tails")
-    parser.add_argument("--aa-runs", type=int, default=100)
-    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--aa-runs", type=int, default=60)
+    parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     tails: Sequence[float | None] = (1.2, None) if args.quick else TAILS

@@ -353,8 +353,12 @@ class RolloutController:
     async def _srm_only(self, route: Route, lease: Lease, state: RolloutState, now: float) -> None:
         """An experiment without a rollout: the sequential SRM test of its file's weights."""
         exp = route.experiment
-        recorded = await self.store.recorded(route.name, None, None, route.config_version)
-        look = Look({}, now, self.slot_seconds, assigned=recorded.assigned)
+        if exp.analysis_unit == "user":
+            assigned = await self.store.config_users(route.name, route.config_version, exp.variants)
+        else:
+            recorded = await self.store.recorded(route.name, None, None, route.config_version)
+            assigned = recorded.assigned
+        look = Look({}, now, self.slot_seconds, assigned=assigned)
         srm = srm_of(exp, None, look)
         fields: dict[str, object] = {"checked_at": repr(now), "srm_scope": route.config_version}
         if srm is not None:

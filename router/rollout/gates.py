@@ -94,7 +94,8 @@ class Look:
     shadow: Moments | None = None
     """Shadow pairs (control -> candidate): compared, agreed."""
     assigned: dict[str, int] | None = None
-    """Assignments under the file's weights (SRM of an experiment without a rollout)."""
+    """Assignments under the file's weights (SRM of an experiment without a rollout): distinct
+    users when assignment is sticky, else requests."""
     matured: int | None = None
     """The last request slot whose feedback is in the per-user reward sums."""
 

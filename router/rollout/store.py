@@ -126,6 +126,15 @@ class RolloutStore:
             staged = [keys.rollout_staged(name, window, slot) for slot in chunk]
             await self._fold(keys=[units, *staged], args=[upto, max_users])
 
+    async def config_users(
+        self, name: str, config_version: str, variants: Iterable[str]
+    ) -> dict[str, int]:
+        """Distinct users assigned per variant under one configuration (sticky experiments)."""
+        names = list(variants)
+        fields = [keys.window_field(v, keys.WINDOW_USERS + "k") for v in names]
+        values = await self.redis.hmget(keys.config_units(name, config_version), fields)
+        return {v: int(float(text(x))) for v, x in zip(names, values, strict=True) if x}
+
     async def unit_sums(self, name: str, window: int, variants: Iterable[str]) -> dict[str, str]:
         """The window's per-user sums (and watermark), as fields of the window hash."""
         fields = [keys.WINDOW_MATURED]

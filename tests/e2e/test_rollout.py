@@ -26,6 +26,7 @@ import yaml
 from typer.testing import CliRunner
 
 from router.cli import app as cli
+from router.hashing.turnout import turnout_unit
 from router.local.processes import ManagedProcess, free_port, http_ok, poll_until
 from router.local.redis_server import RedisTopology
 from router.storage import keys
@@ -269,7 +270,9 @@ def test_candidate_failing_mid_rollout_is_rolled_back(
         candidate.stop()
 
 
-def test_skewed_assignment_halts_on_srm(env: Env, start_gateway: GatewayFactory) -> None:
+def test_srm_counts_users_a_heavy_user_passes_lost_users_halt(
+    env: Env, start_gateway: GatewayFactory
+) -> None:
     name = "skewed"
     text = (
         f"name: {name}\nmodel: m-{name}\ncontrol: v1\nvariants:\n"
@@ -278,15 +281,35 @@ def test_skewed_assignment_halts_on_srm(env: Env, start_gateway: GatewayFactory)
         + "srm: {action: halt, p: 0.001}\n"
     )
     gateway = start(env, start_gateway, name, text)
-    traffic = Traffic([gateway.url], f"m-{name}")
-    # One heavy user sends most requests: sticky by user, so requests skew to its variant.
-    traffic.users = ["heavy"] * 60 + [f"u{i}" for i in range(30)]
 
     def halted() -> bool:
         listed = httpx.get(f"{gateway.url}/experiments").json()["experiments"][0]
         return bool(listed["rollout"]["srm"]["status"] == "halt")
 
-    with traffic:
+    def checked_users() -> int:
+        last = rollout(gateway.url, name)["srm"].get("last") or {}
+        return sum(last.get("counts", {}).values())
+
+    # One heavy user sends two thirds of the requests: they skew to its variant, but the
+    # unit that was randomized is the user, and users split fairly: no mismatch.
+    fair = Traffic([gateway.url], f"m-{name}")
+    fair.users = ["heavy"] * 60 + [f"u{i}" for i in range(30)]
+    with fair:
+        poll_until(
+            lambda: checked_users() == 31 and sum(fair.variants.values()) >= 400,
+            60,
+            what="400 requests of 31 users checked",
+        )
+    assert not halted() and max(fair.variants.values()) > 0.6 * sum(fair.variants.values())
+    # Users lost on one arm (a client that drops most of the candidate's users): 160 users
+    # land on v1 and 40 on v2, a real mismatch of users, halts.
+    on = {"v1": [], "v2": []}  # type: dict[str, list[str]]
+    for i in range(10_000):
+        user = f"s{i}"
+        on["v1" if turnout_unit(name, user) < 0.5 else "v2"].append(user)
+    skewed = Traffic([gateway.url], f"m-{name}")
+    skewed.users = on["v1"][:160] + on["v2"][:40]
+    with skewed:
         poll_until(halted, 60, what="the SRM halt")
     report = rollout(gateway.url, name)
     assert report["srm"]["last"]["mismatch"] is True and report["srm"]["last"]["p_value"] < 0.001
