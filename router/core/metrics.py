@@ -339,6 +339,13 @@ class GatewayMetrics:
             ["experiment", "action"],
             registry=r,
         )
+        self.label_arrival = Gauge(
+            "turnout_rollout_label_arrival_mismatch",
+            "1 while a rollout's reward gate is held because labels reach the arms unevenly "
+            "(the sequential test on users with a label), else 0; rollouts with a reward gate.",
+            ["experiment"],
+            registry=r,
+        )
         self.srm_mismatch = Gauge(
             "turnout_srm_mismatch",
             "1 once the sequential sample-ratio test found a mismatch, by configured action.",

@@ -18,7 +18,7 @@ candidate no worse than the control is ever rolled back stays below ``alpha`` (B
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from router.config.experiments import (
@@ -54,6 +54,7 @@ needs a few observations)."""
 P99_TAIL = 0.01
 ANYTIME = "confidence sequence (anytime-valid)"
 FIXED = "exceedance test (fixed horizon, one look per step)"
+LABEL_ARRIVAL = "label_arrival"
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class GateResult:
     alpha: float | None = None
     step: int | None = None
     """The step this verdict was reached at (fixed-horizon gates keep it for the step)."""
+    held: str | None = None
+    """Why a gate that could act was held at inconclusive (``label_arrival``)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -256,7 +259,8 @@ def _reward_gate(
             f"labels reach the arms unevenly (users with a label: {arrival.counts}, expected "
             f"shares {arrival.expected}): held, a reward comparison would be biased"
         )
-        return _verdict("reward", "inconclusive", method, detail, cs, n, alpha)
+        held = _verdict("reward", "inconclusive", method, detail, cs, n, alpha)
+        return replace(held, held=LABEL_ARRIVAL)
     if cs.upper < 0:
         detail = "the candidate's reward is lower"
         return _verdict("reward", "fail", method, detail, cs, n, alpha)

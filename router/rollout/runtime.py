@@ -19,10 +19,10 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from router.config.experiments import ABPolicy, CanaryPolicy, Experiment
+from router.config.experiments import ABPolicy, CanaryPolicy, Experiment, RewardGate
 from router.core import logs
 from router.core.metrics import GatewayMetrics
-from router.rollout.gates import VERDICTS
+from router.rollout.gates import LABEL_ARRIVAL, VERDICTS
 from router.rollout.state import (
     ACTIVE,
     ENTRY,
@@ -151,6 +151,7 @@ class RolloutRuntime:
         m.rollout_state.clear()
         m.rollout_gate.clear()
         m.srm_mismatch.clear()
+        m.label_arrival.clear()
         for route in routes:
             exp, state = route.experiment, self.states.get(route.name)
             if exp.srm is not None:
@@ -164,6 +165,10 @@ class RolloutRuntime:
             m.rollout_step.labels(exp.name).set(step + 1)
             for name in PHASES:
                 m.rollout_state.labels(exp.name, name).set(1 if name == phase else 0)
+            if any(isinstance(g, RewardGate) for g in exp.rollout.gates):
+                gates = state.gates if state else []
+                held = any(g.get("held") == LABEL_ARRIVAL for g in gates)
+                m.label_arrival.labels(exp.name).set(1 if held else 0)
             for gate in state.gates if state else []:
                 for verdict in VERDICTS:
                     value = 1 if gate.get("verdict") == verdict else 0
