@@ -3,11 +3,15 @@ something to show the moment it opens (``make run`` starts the stack with it).
 
 Text experiments get rows of the training data set (the held-out order does not matter here)
 with their true label posted as feedback; experiments that take features get their file's
-``sample_input``. Users are a few hundred made-up ids, so sticky assignment shows.
+``sample_input``. Users look like production's: made-up ids whose activity is heavy-tailed
+(Pareto), so a few heavy users send a large share of the requests, and each user labels a share
+of its answers of its own. The console then shows what real traffic does to the statistics.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import random
 import threading
 import time
@@ -28,8 +32,25 @@ FALLBACK_TEXTS = [
     ("shut up you stupid fool", 1),
     ("that game last night was wild", 0),
 ]
-FEEDBACK_SHARE = 0.8
-USERS = 500
+USERS = 2_000
+ACTIVITY_TAIL = 1.2
+"""Pareto shape of users' activity: 1.2 is common for web traffic (a few users, most requests)."""
+
+
+class HeavyTailedUsers:
+    """Users drawn in proportion to a Pareto activity, each with its own feedback share."""
+
+    def __init__(self, rng: random.Random, count: int = USERS, tail: float = ACTIVITY_TAIL) -> None:
+        activity = [rng.paretovariate(tail) for _ in range(count)]
+        self.cumulative = list(itertools.accumulate(activity))
+        self.feedback = [rng.betavariate(4.0, 1.0) for _ in range(count)]
+        self.rng = rng
+
+    def pick(self) -> tuple[str, float]:
+        """A user id and the share of its answers it gives feedback on."""
+        at = self.rng.random() * self.cumulative[-1]
+        index = min(bisect.bisect_right(self.cumulative, at), len(self.cumulative) - 1)
+        return f"demo-user-{index}", self.feedback[index]
 
 
 @dataclass
@@ -62,6 +83,7 @@ class DemoTraffic:
 
     def _run(self) -> None:
         rng = random.Random(self.seed)
+        users = HeavyTailedUsers(rng)
         texts = self._texts()
         experiments: list[dict[str, Any]] = []
         listed = 0.0
@@ -75,16 +97,17 @@ class DemoTraffic:
                         self.failed += 1
                         continue
                 if experiments:
-                    self._one(client, rng, rng.choice(experiments), texts)
+                    self._one(client, rng, users, rng.choice(experiments), texts)
 
     def _one(
         self,
         client: httpx.Client,
         rng: random.Random,
+        users: HeavyTailedUsers,
         experiment: dict[str, Any],
         texts: list[tuple[str, int]],
     ) -> None:
-        user = f"demo-user-{rng.randrange(USERS)}"
+        user, feedback_share = users.pick()
         label: int | None = None
         if experiment.get("input", {}).get("kind", "text") == "text":
             text, label = texts[rng.randrange(len(texts))]
@@ -99,7 +122,7 @@ class DemoTraffic:
             if reply.status_code != 200:
                 self.failed += 1
                 return
-            if label is not None and rng.random() < FEEDBACK_SHARE:
+            if label is not None and rng.random() < feedback_share:
                 answer = {"request_id": reply.json()["request_id"], "label": label}
                 client.post("/feedback", json=answer)
         except (httpx.HTTPError, ValueError, KeyError):
