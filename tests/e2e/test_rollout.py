@@ -29,6 +29,7 @@ from router.cli import app as cli
 from router.hashing.turnout import turnout_unit
 from router.local.processes import ManagedProcess, free_port, http_ok, poll_until
 from router.local.redis_server import RedisTopology
+from router.rollout.sequential import srm_test
 from router.storage import keys
 from tests.config_refs import CONFIG
 from tests.conftest import (
@@ -42,7 +43,7 @@ from tests.conftest import (
 pytestmark = pytest.mark.slow
 
 DB = 9  # a database of its own on the shared test server
-NAMES = ("good", "failing", "skewed", "restart", "alerted", "alertmanager")
+NAMES = ("good", "failing", "skewed", "restart", "alerted", "alertmanager", "aa-heavy")
 TOKEN = "rollout-token-0123456789"
 FAST = {
     "TURNOUT_ROLLOUT_CHECK_INTERVAL": "0.2",
@@ -581,3 +582,75 @@ def test_operator_commands_through_the_cli(env: Env, start_gateway: GatewayFacto
     assert actions == ["rollout_start", "rollout_abort"]
     abort_event = audit(env, "cli-b")[-1]
     assert abort_event["actor"] == "ops" and abort_event["reason"] == "not today"
+
+
+def test_a_and_a_with_heavy_users_neither_halts_nor_rolls_back(
+    env: Env, start_gateway: GatewayFactory
+) -> None:
+    """The candidate is the control's own worker. 2,000 light users and 10 heavy ones (300
+    requests each, 60% of the traffic), rewards from a per-user propensity: analysed by user,
+    the gates and the SRM test see one population, so nothing acts."""
+    name = "aa-heavy"
+    same = {"v1": env.workers["v1"], "v2": env.workers["v1"]}
+    gates = (
+        "    - {metric: error_rate, max_increase: 0.05}\n"
+        "    - {metric: reward, max_decrease: 0.3, label_delay: 1s}\n"
+    )
+    text = rollout_yaml(
+        name,
+        same,
+        [50, 100],
+        interval="10m",
+        min_samples=100,
+        gates=gates,
+        extra="srm: {action: halt, p: 0.001}\n",
+    )
+    gateway = start(env, start_gateway, name, text)
+    poll_until(lambda: rollout(gateway.url, name)["rollout"]["percent"] == 50, 20, what="step 50")
+    rng = random.Random(23)
+    users = [f"light-{i}" for i in range(2_000)] + [f"heavy-{i}" for i in range(10)] * 300
+    rng.shuffle(users)
+    propensity = {u: rng.betavariate(2.0, 2.0) for u in set(users)}
+    sent: Counter[str] = Counter()
+
+    def send(part: list[str]) -> None:
+        with httpx.Client(timeout=10) as client:
+            for user in part:
+                r = client.post(
+                    f"{gateway.url}/models/m-{name}/predict",
+                    json={"text": "have a nice day", "user_id": user},
+                )
+                assert r.status_code == 200, r.text
+                sent[r.json()["variant"]] += 1
+                reward = 1.0 if rng.random() < propensity[user] else 0.0
+                client.post(
+                    f"{gateway.url}/feedback",
+                    json={"request_id": r.json()["request_id"], "reward": reward},
+                )
+
+    threads = [threading.Thread(target=send, args=(users[i::4],)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(240)
+
+    def looked_at_everyone() -> bool:
+        report = rollout(gateway.url, name)
+        error = next((g for g in report["rollout"]["gates"] if g["gate"] == "error_rate"), None)
+        counted = error and error["n"].get("control_users", 0) + error["n"]["candidate_users"]
+        return bool(
+            counted == 2_010
+            and sum((report["srm"]["last"] or {}).get("counts", {}).values()) == 2_010
+        )
+
+    poll_until(looked_at_everyone, 30, what="a look at all 2,010 users")
+    report = rollout(gateway.url, name)
+    gates = report["rollout"]["gates"]
+    assert report["phase"] == "running", report
+    assert not report["srm"]["last"]["mismatch"] and report["srm"]["status"] == "ok"
+    assert "fail" not in {g["verdict"] for g in gates}, gates
+    assert all("per user" in g["method"] for g in gates)
+    assert sum(sent.values()) == 5_000
+    # Counted by request, the same traffic is a glaring mismatch (3 heavy users of 10 on v1).
+    assert srm_test(dict(sent), {"v1": 50, "v2": 50}, 0.001).p_value < 1e-20
+    assert not [e for e in audit(env, name) if e["action"] in ("rollout_rollback", "srm_halt")]
