@@ -34,6 +34,7 @@ EXTRA_KEY_OPS: Final = frozenset({UNIT_FEEDBACK_OP})
 _UNITS = """
 local unit_sums = {}
 local unit_order = {}
+local users_seen = {}
 local function add_sum(key, field, delta)
   local sums = unit_sums[key]
   if not sums then
@@ -44,32 +45,71 @@ local function add_sum(key, field, delta)
   sums[field] = (sums[field] or 0) + delta
 end
 
-local function unit(key, prefix, v, user, dn, dy, bound)
-  local field = v .. '|' .. user
-  if prefix == 'r_' then field = field .. '|r' end
-  local n, y = 0, 0
-  local current = redis.call('HGET', key, field)
-  if current then
-    local a, b = string.match(current, '^(%S+) (%S+)$')
-    n, y = tonumber(a), tonumber(b)
-  else
-    local seen = tonumber(redis.call('HGET', key, '~|' .. prefix .. 'users') or '0')
-    if seen >= tonumber(bound) then
-      redis.call('HSET', key, v .. '|units_full', '1')
-      return
-    end
-    redis.call('HINCRBY', key, '~|' .. prefix .. 'users', 1)
-    add_sum(key, v .. '|' .. prefix .. 'k', 1)
+-- A new user, unless the key's bound is reached (then its arm's sums are marked partial).
+local function admit(key, prefix, v, bound)
+  local counter = '~|' .. prefix .. 'users'
+  local id = key .. counter
+  if users_seen[id] == nil then
+    users_seen[id] = tonumber(redis.call('HGET', key, counter) or '0')
   end
-  dn, dy = tonumber(dn), tonumber(dy)
+  if users_seen[id] >= tonumber(bound) then
+    redis.call('HSET', key, v .. '|units_full', '1')
+    return false
+  end
+  users_seen[id] = users_seen[id] + 1
+  add_sum(key, counter, 1)
+  add_sum(key, v .. '|' .. prefix .. 'k', 1)
+  return true
+end
+
+local function add_moments(key, p, n, y, dn, dy)
   local n2, y2 = n + dn, y + dy
-  redis.call('HSET', key, field, string.format('%.17g %.17g', n2, y2))
-  local p = v .. '|' .. prefix
   add_sum(key, p .. 'n', dn)
   add_sum(key, p .. 'y', dy)
   add_sum(key, p .. 'nn', n2 * n2 - n * n)
   add_sum(key, p .. 'yy', y2 * y2 - y * y)
   add_sum(key, p .. 'ny', n2 * y2 - n * y)
+end
+
+-- Requests and failures: whole numbers, packed in one integer (n * 2^26 + y), so one HINCRBY
+-- both updates the user and returns what it was.
+local SHIFT = 67108864
+local function unit_count(key, v, user, dn, dy, bound)
+  dn, dy = tonumber(dn), tonumber(dy)
+  local field = v .. '|' .. user
+  local packed = redis.call('HINCRBY', key, field, dn * SHIFT + dy)
+  local n2 = math.floor(packed / SHIFT)
+  local y2 = packed - n2 * SHIFT
+  local n, y = n2 - dn, y2 - dy
+  if n == 0 and not admit(key, 'u_', v, bound) then
+    redis.call('HDEL', key, field)
+    return
+  end
+  add_moments(key, v .. '|u_', n, y, dn, dy)
+end
+
+-- Rewards: fractions, kept as "n y".
+local function unit_reward(key, v, user, dn, dy, bound)
+  dn, dy = tonumber(dn), tonumber(dy)
+  local field = v .. '|' .. user .. '|r'
+  local n, y = 0, 0
+  local current = redis.call('HGET', key, field)
+  if current then
+    local a, b = string.match(current, '^(%S+) (%S+)$')
+    n, y = tonumber(a), tonumber(b)
+  elseif not admit(key, 'r_', v, bound) then
+    return
+  end
+  redis.call('HSET', key, field, string.format('%.17g %.17g', n + dn, y + dy))
+  add_moments(key, v .. '|r_', n, y, dn, dy)
+end
+
+local function unit(key, prefix, v, user, dn, dy, bound)
+  if prefix == 'u_' then
+    unit_count(key, v, user, dn, dy, bound)
+  else
+    unit_reward(key, v, user, dn, dy, bound)
+  end
 end
 
 -- The arms' sums change once per call, however many users the call touched.
