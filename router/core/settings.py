@@ -311,6 +311,12 @@ class Settings(BaseSettings):
                 "rollout_lease_ttl must exceed twice rollout_check_interval, or the lease lapses "
                 "between two looks of its own driver"
             )
+        if self.rollout_units_ttl < self.attribution_ttl:
+            raise ValueError(
+                f"rollout_units_ttl ({self.rollout_units_ttl} s) must be at least attribution_ttl "
+                f"({self.attribution_ttl} s): feedback is accepted while a request's attribution "
+                "lives, and its user's per-user sums must still be there to take it"
+            )
         return self
 
     # --- data capture (experiments opt in with a ``capture`` block) ----------------------

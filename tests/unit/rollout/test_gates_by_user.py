@@ -111,3 +111,17 @@ def test_uneven_label_arrival_holds_the_reward_gate() -> None:
     even = {"v1": rewards_by_user(5_000, 0.9), "v2": rewards_by_user(5_000, 0.5)}
     acted = decide(exp, state(exp, step=1), look(even, matured=66))
     assert next(g for g in acted.gates if g.gate == "reward").verdict == "fail"
+
+
+def test_per_user_state_may_not_expire_before_the_attribution_it_serves() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from router.core.settings import Settings
+
+    with pytest.raises(ValidationError) as refused:
+        Settings(rollout_units_ttl=3_600, attribution_ttl=86_400)
+    assert "rollout_units_ttl (3600 s) must be at least attribution_ttl (86400 s)" in str(
+        refused.value
+    )
+    assert Settings(rollout_units_ttl=86_400, attribution_ttl=86_400).rollout_units_ttl == 86_400
