@@ -119,9 +119,9 @@ def unit_line(report: dict[str, Any]) -> str:
         if "by_user" in row
     )
     return (
-        "unit of analysis: the user (sticky assignment): reward and error-rate intervals and "
-        f"differences by the delta method over users, SRM on users; users {users}; "
-        "accuracy and positive rate per request"
+        "unit of analysis: the user (sticky assignment): reward, accuracy and error-rate "
+        f"intervals and differences by the delta method over users, SRM on users; users {users}; "
+        "positive rate per request"
     )
 
 

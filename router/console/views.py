@@ -185,7 +185,8 @@ class ConsoleData:
                     specs["bandit_shares"] = charts.bandit_shares(built["bandit"])
             shadow = await self._guarded("shadow", notices, lambda: read_shadow(redis, name))
             if shadow is not None and shadow.pairs:
-                shadow_report = build_shadow_report(name, shadow)
+                by_user = exp.analysis_unit == "user"
+                shadow_report = build_shadow_report(name, shadow, by_user)
                 out["shadow"] = shadow_report
                 specs["shadow"] = [
                     {

@@ -64,6 +64,7 @@ class ShadowMirror:
         primary: Decoded,
         primary_latency_ms: float,
         rng: random.Random,
+        unit: str | None = None,
     ) -> None:
         shadow = route.experiment.shadow
         if shadow is None or not mirrored(shadow, route.name, key, rng):
@@ -81,6 +82,7 @@ class ShadowMirror:
                 primary.score,
                 primary_latency_ms,
                 ts=self.clock(),
+                unit=unit,
             )
             if len(self.tasks) >= self.max_in_flight:
                 self._give_up(base, "dropped:overloaded")

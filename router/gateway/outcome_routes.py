@@ -114,6 +114,7 @@ def outcomes_router(
             recorded = await read_shadow(rec.redis, name)
         except RedisError as exc:
             raise redis_down(exc) from None
-        return json_response(build_shadow_report(name, recorded))
+        by_user = table.snapshot.routes[name].experiment.analysis_unit == "user"
+        return json_response(build_shadow_report(name, recorded, by_user))
 
     return router

@@ -382,4 +382,5 @@ class PredictPipeline:
             served.decoded,
             served.upstream_seconds * 1000.0,
             self.rng,
+            decided.user_hash if route.experiment.analysis_unit == "user" else None,
         )

@@ -84,7 +84,8 @@ class Tally:
         self.history = history
         self.units = units
         self.expiring: dict[str, int] = {}
-        self.per_user: dict[tuple[str, str, str], list[int]] = {}
+        self.per_user: dict[tuple[str, str, str, str], list[int]] = {}
+        self.per_user_values: dict[tuple[str, str, str, str], list[float]] = {}
 
     def incr(self, key: str, field: str, amount: int = 1) -> None:
         self.ints[key, field] = self.ints.get((key, field), 0) + amount
@@ -95,11 +96,21 @@ class Tally:
     def member(self, key: str, member: str) -> None:
         self.members.setdefault(key, set()).add(member)
 
-    def unit(self, key: str, variant: str, user: str, failed: bool) -> None:
-        """One request of ``user`` on ``variant`` in the window whose units hash is ``key``."""
-        counts = self.per_user.setdefault((key, variant, user), [0, 0])
+    def unit(
+        self, key: str, variant: str, user: str, hit: bool, prefix: str = keys.WINDOW_USERS
+    ) -> None:
+        """One observation of ``user`` on ``variant`` (a request that failed or not, a shadow
+        pair that agreed or not) in the per-user state ``key``."""
+        counts = self.per_user.setdefault((key, prefix, variant, user), [0, 0])
         counts[0] += 1
-        counts[1] += 1 if failed else 0
+        counts[1] += 1 if hit else 0
+        self.expiring[key] = self.units.ttl
+
+    def unit_value(self, key: str, variant: str, user: str, value: float, prefix: str) -> None:
+        """One fractional observation (a score delta) of ``user`` in ``key``."""
+        sums = self.per_user_values.setdefault((key, prefix, variant, user), [0.0, 0.0])
+        sums[0] += 1.0
+        sums[1] += value
         self.expiring[key] = self.units.ttl
 
     def in_history(
@@ -131,8 +142,12 @@ class Tally:
         out += [("HINCRBYFLOAT", k, (f, num(x))) for (k, f), x in self.floats.items()]
         bound = str(self.units.max_users)
         out += [
-            (UNIT_OP, k, (keys.WINDOW_USERS, v, user, str(n), str(y), bound))
-            for (k, v, user), (n, y) in self.per_user.items()
+            (UNIT_OP, k, (prefix, v, user, str(n), str(y), bound))
+            for (k, prefix, v, user), (n, y) in self.per_user.items()
+        ]
+        out += [
+            (UNIT_OP, k, (prefix, v, user, num(n), num(y), bound))
+            for (k, prefix, v, user), (n, y) in self.per_user_values.items()
         ]
         out += [("EXPIRE", k, (str(ttl),)) for k, ttl in self.expiring.items()]
         return out
@@ -303,13 +318,25 @@ def count_window(tally: Tally, outcome: Outcome, window: int) -> None:
 
 
 def unit_feedback_commands(
-    experiment: str, config_version: str, variant: str, user: str, reward: float, units: UnitBounds
+    experiment: str,
+    config_version: str,
+    variant: str,
+    user: str,
+    reward: float,
+    units: UnitBounds,
+    correct: bool | None = None,
 ) -> list[Command]:
-    """Feedback on a request of a user (sticky experiments), into the per-user reward sums of
-    the configuration it was made under."""
+    """Feedback on a request of a user (sticky experiments), into the per-user reward (and,
+    with a label, accuracy) sums of the configuration it was made under."""
     key = keys.config_units(experiment, config_version)
-    args = (keys.WINDOW_REWARD_USERS, variant, user, "1", num(reward), str(units.max_users))
-    return [(UNIT_OP, key, args), ("EXPIRE", key, (str(units.ttl),))]
+    bound = str(units.max_users)
+    commands: list[Command] = [
+        (UNIT_OP, key, (keys.WINDOW_REWARD_USERS, variant, user, "1", num(reward), bound))
+    ]
+    if correct is not None:
+        hit = "1" if correct else "0"
+        commands.append((UNIT_OP, key, (keys.ACCURACY_USERS, variant, user, "1", hit, bound)))
+    return [*commands, ("EXPIRE", key, (str(units.ttl),))]
 
 
 def window_feedback_commands(
@@ -434,6 +461,8 @@ class ShadowComparison:
     error: str | None = None
     """Why the shadow has no answer: ``error`` (it failed) or ``dropped:<reason>``."""
     ts: float = 0.0
+    unit: str | None = None
+    """The user's salted hash when the experiment is analysed by user (sticky)."""
 
     @property
     def compared(self) -> bool:
@@ -501,6 +530,7 @@ def comparison_fields(comparison: ShadowComparison) -> dict[str, str]:
         "shadow_latency_ms": _num_or_none(comparison.shadow_latency_ms),
         "error": comparison.error,
         "agree": None if not comparison.compared else ("1" if comparison.agree else "0"),
+        "user_hash": comparison.unit,
     }
     fields.update({k: v for k, v in optional.items() if v is not None})
     return fields
@@ -536,6 +566,11 @@ def count_comparison(tally: Tally, comparison: ShadowComparison) -> None:
     if comparison.shadow_latency_ms is not None:
         tally.incr(key, bucket(keys.SHADOW_SHADOW_LATENCY, bounds, comparison.shadow_latency_ms))
     delta = comparison.score_delta
+    if comparison.unit is not None:
+        units = keys.shadow_units(exp, comparison.primary, comparison.shadow)
+        tally.unit(units, "pair", comparison.unit, comparison.agree, keys.SHADOW_UNITS_AGREE)
+        if delta is not None:
+            tally.unit_value(units, "pair", comparison.unit, delta, keys.SHADOW_UNITS_DELTA)
     if delta is not None:
         tally.incr(key, keys.SHADOW_DELTA_N)
         tally.add(key, keys.SHADOW_DELTA_SUM, delta)

@@ -283,6 +283,7 @@ class FeedbackWriter:
                 attribution["unit"],
                 reward,
                 self.units,
+                correct,
             )
         if "window" in attribution and "slot" in attribution:
             window, slot = int(attribution["window"]), int(attribution["slot"])

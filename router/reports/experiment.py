@@ -33,7 +33,7 @@ from router.storage import keys
 SRM_ALPHA = 0.001
 QUANTILES = (0.5, 0.95, 0.99)
 Z95 = 1.959963984540054
-USER_METRICS = {"reward": "r_", "error_rate": "u_"}
+USER_METRICS = {"reward": "r_", "error_rate": "u_", "accuracy": "a_"}
 """Metrics the reports analyse per user in a sticky experiment, and their sums' prefix."""
 
 
@@ -43,6 +43,7 @@ class UserView:
 
     errors: UnitSums
     rewards: UnitSums
+    accuracy: UnitSums
     keyless: int
     partial: bool
 
@@ -52,12 +53,14 @@ class UserView:
         return cls(
             parse_unit_sums(raw, name, "u_"),
             parse_unit_sums(raw, name, "r_"),
+            parse_unit_sums(raw, name, "a_"),
             _Hash(raw).int(f"{name}|{keys.WINDOW_NOKEY}"),
             f"{name}|{keys.WINDOW_UNITS_FULL}" in raw,
         )
 
     def sums(self, metric: str) -> UnitSums:
-        return self.rewards if USER_METRICS[metric] == "r_" else self.errors
+        prefix = USER_METRICS[metric]
+        return {"r_": self.rewards, "a_": self.accuracy}.get(prefix, self.errors)
 
 
 def user_difference(control: UnitSums, candidate: UnitSums) -> dict[str, Any]:
@@ -88,10 +91,14 @@ def by_user(row: dict[str, Any], view: UserView) -> dict[str, Any]:
         "rewarded_users": view.rewards.units,
         "mean_reward": view.rewards.ratio,
         "reward_interval": normal_interval(view.rewards, Z95),
+        "labelled_users": view.accuracy.units,
+        "accuracy": view.accuracy.ratio,
+        "accuracy_interval": normal_interval(view.accuracy, Z95),
     }
     if not view.partial:
         row["feedback"]["interval"] = users["reward_interval"]
         row["feedback"]["interval_method"] = "delta method, per user"
+        row["feedback"]["accuracy_interval"] = users["accuracy_interval"]
     return users
 
 

@@ -30,7 +30,8 @@ class Recorded:
 def units_fields(names: Iterable[str]) -> list[str]:
     fields: list[str] = []
     for name in names:
-        fields += unit_sum_fields(name, "u_") + unit_sum_fields(name, "r_")
+        for prefix in ("u_", "r_", "a_"):
+            fields += unit_sum_fields(name, prefix)
         fields += [f"{name}|{keys.WINDOW_NOKEY}", f"{name}|{keys.WINDOW_UNITS_FULL}"]
     return fields
 
@@ -60,6 +61,11 @@ class ShadowRecorded:
     """(primary, shadow) -> its counter hash."""
     disagreements: list[dict[str, str]]
     """The most recent disagreements, newest first."""
+    units: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    """(primary, shadow) -> its per-user sums (sticky experiments), by field."""
+
+
+SHADOW_UNIT_FIELDS = unit_sum_fields("pair", "s_") + unit_sum_fields("pair", "d_")
 
 
 async def read_shadow(client: RedisClient, experiment: str) -> ShadowRecorded:
@@ -68,11 +74,17 @@ async def read_shadow(client: RedisClient, experiment: str) -> ShadowRecorded:
     async with client.pipeline(transaction=True) as pipe:
         for primary, shadow in pairs:
             pipe.hgetall(keys.shadow_counters(experiment, primary, shadow))
+        for primary, shadow in pairs:
+            pipe.hmget(keys.shadow_units(experiment, primary, shadow), SHADOW_UNIT_FIELDS)
         pipe.xrevrange(keys.disagreements(experiment), count=RECENT_DISAGREEMENTS)
         replies = await pipe.execute()
     counters = {(p, s): as_text_dict(reply) for (p, s), reply in zip(pairs, replies, strict=False)}
+    units = {
+        (p, s): {f: text(v) for f, v in zip(SHADOW_UNIT_FIELDS, reply, strict=True) if v}
+        for (p, s), reply in zip(pairs, replies[len(pairs) :], strict=False)
+    }
     recent = [as_text_dict(fields) for _, fields in replies[-1]]
-    return ShadowRecorded(counters, recent)
+    return ShadowRecorded(counters, recent, units)
 
 
 async def read_history(client: RedisClient, hash_keys: list[str]) -> list[dict[str, str]]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from router.core.metrics import SCORE_DELTA_BUCKETS
 from router.recording.events import LATENCY_BOUNDS_MS
-from router.reports.experiment import dense_buckets
+from router.reports.experiment import Z95, dense_buckets
 from router.reports.reads import ShadowRecorded
 from router.reports.stats import (
     SIGNED_UNIT,
@@ -21,6 +21,7 @@ from router.reports.stats import (
     quantiles_from_histogram,
     wilson_interval,
 )
+from router.reports.units import normal_interval, parse_unit_sums
 from router.storage import keys
 
 
@@ -42,7 +43,11 @@ def _float(raw: dict[str, str], field: str) -> float:
     return float(raw.get(field, "0"))
 
 
-def pair_row(primary: str, shadow: str, raw: dict[str, str]) -> dict[str, Any]:
+def pair_row(
+    primary: str, shadow: str, raw: dict[str, str], units: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """One pair's comparison; with ``units`` (a sticky experiment: pairs repeat per user) the
+    agreement and score-delta intervals are per user, by the delta method."""
     pairs = _int(raw, keys.SHADOW_PAIRS)
     agree = _int(raw, keys.SHADOW_AGREE)
     table = confusion(raw)
@@ -65,8 +70,22 @@ def pair_row(primary: str, shadow: str, raw: dict[str, str]) -> dict[str, Any]:
     fb_n = _int(raw, keys.SHADOW_FEEDBACK_N)
     primary_correct = _int(raw, keys.SHADOW_PRIMARY_CORRECT)
     shadow_correct = _int(raw, keys.SHADOW_SHADOW_CORRECT)
-    interval = wilson_interval(agree, pairs)
+    interval: Any = wilson_interval(agree, pairs)
+    delta_interval = _listed(
+        mean_interval(delta_sum, _float(raw, keys.SHADOW_DELTA_SUMSQ), n_delta, SIGNED_UNIT)
+    )
+    unit = "request"
+    users = None
+    if units is not None:
+        unit = "user"
+        agreement = parse_unit_sums(units, "pair", keys.SHADOW_UNITS_AGREE)
+        deltas = parse_unit_sums(units, "pair", keys.SHADOW_UNITS_DELTA)
+        users = agreement.units
+        interval = normal_interval(agreement, Z95)
+        delta_interval = normal_interval(deltas, Z95, (-1.0, 1.0))
     return {
+        "unit": unit,
+        "users": users,
         "primary": primary,
         "shadow": shadow,
         "pairs": pairs,
@@ -81,9 +100,7 @@ def pair_row(primary: str, shadow: str, raw: dict[str, str]) -> dict[str, Any]:
         "score_delta": {
             "n": n_delta,
             "mean": delta_sum / n_delta if n_delta else None,
-            "interval": _listed(
-                mean_interval(delta_sum, _float(raw, keys.SHADOW_DELTA_SUMSQ), n_delta, SIGNED_UNIT)
-            ),
+            "interval": delta_interval,
             "p5": p5,
             "p50": p50,
             "p95": p95,
@@ -116,9 +133,15 @@ def _listed(pair: tuple[float, float] | None) -> list[float] | None:
     return list(pair) if pair else None
 
 
-def build_shadow_report(experiment: str, recorded: ShadowRecorded) -> dict[str, Any]:
+def build_shadow_report(
+    experiment: str, recorded: ShadowRecorded, by_user: bool = False
+) -> dict[str, Any]:
     return {
         "experiment": experiment,
-        "pairs": [pair_row(p, s, raw) for (p, s), raw in sorted(recorded.pairs.items())],
+        "unit": "user" if by_user else "request",
+        "pairs": [
+            pair_row(p, s, raw, recorded.units.get((p, s), {}) if by_user else None)
+            for (p, s), raw in sorted(recorded.pairs.items())
+        ],
         "recent_disagreements": recorded.disagreements,
     }

@@ -276,6 +276,12 @@ WINDOW_USERS: Final = "u_"
 WINDOW_REWARD_USERS: Final = "r_"
 """Prefix of the per-user sums of feedback on requests in slots up to ``matured`` (n_i
 feedbacks, y_i reward sum)."""
+ACCURACY_USERS: Final = "a_"
+"""Prefix of the per-user sums of labelled feedback (n_i) and correct answers (y_i)."""
+SHADOW_UNITS_AGREE: Final = "s_"
+"""Prefix of the per-user sums of shadow pairs (n_i) and agreements (y_i), variant ``pair``."""
+SHADOW_UNITS_DELTA: Final = "d_"
+"""Prefix of the per-user sums of scored shadow pairs (n_i) and score deltas (y_i)."""
 WINDOW_MATURED: Final = "~|matured"
 """The last request slot whose feedback is folded into the per-user reward sums."""
 
@@ -309,6 +315,11 @@ def config_units(experiment: str, config_version: str) -> str:
     per-user intervals and SRM on users): the same fields as ``rollout_units``, plus
     ``{v}|nokey`` (requests without a key)."""
     return f"{_exp(experiment)}:units:{config_version}"
+
+
+def shadow_units(experiment: str, primary: str, shadow: str) -> str:
+    """Per-user state and sums of one (primary, shadow) pair of a sticky experiment."""
+    return f"{_exp(experiment)}:shadow:{primary}:{shadow}:units"
 
 
 def rollout_units(experiment: str, window: int) -> str:

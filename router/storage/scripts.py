@@ -19,8 +19,10 @@ Command = tuple[str, str, tuple[str, ...]]
 """One Redis command: (name, key, arguments as strings)."""
 
 UNIT_OP: Final = "TURNOUT.UNIT"
-"""Add (dn, dy) to one user's per-window state and to its arm's per-user sums. Args: prefix
-(``u_`` or ``r_``), variant, user, dn, dy, the bound on users per window."""
+"""Add (dn, dy) to one user's state and to its arm's per-user sums. Args: prefix (``u_``
+requests and failures, ``a_`` labelled and correct, ``s_`` shadow pairs and agreements: whole
+numbers; ``r_`` rewards, ``d_`` score deltas: fractions), variant, user, dn, dy, the bound on
+users per key."""
 UNIT_FEEDBACK_OP: Final = "TURNOUT.UNITFB"
 """A reward on a request of slot S: folded at once when S has matured, else held per slot.
 Args: the slot's staging hash (a key), variant, user, slot, reward, bound, staging TTL."""
@@ -71,44 +73,45 @@ local function add_moments(key, p, n, y, dn, dy)
   add_sum(key, p .. 'ny', n2 * y2 - n * y)
 end
 
--- Requests and failures: whole numbers, packed in one integer (n * 2^26 + y), so one HINCRBY
--- both updates the user and returns what it was.
+-- Whole numbers (requests and failures, labelled and correct, pairs and agreements) are packed
+-- in one integer (n * 2^26 + y), so one HINCRBY both updates the user and returns what it was.
 local SHIFT = 67108864
-local function unit_count(key, v, user, dn, dy, bound)
-  dn, dy = tonumber(dn), tonumber(dy)
+local function unit_count(key, prefix, v, user, dn, dy, bound)
   local field = v .. '|' .. user
+  if prefix ~= 'u_' then field = field .. '|' .. prefix end
   local packed = redis.call('HINCRBY', key, field, dn * SHIFT + dy)
   local n2 = math.floor(packed / SHIFT)
   local y2 = packed - n2 * SHIFT
   local n, y = n2 - dn, y2 - dy
-  if n == 0 and not admit(key, 'u_', v, bound) then
+  if n == 0 and not admit(key, prefix, v, bound) then
     redis.call('HDEL', key, field)
     return
   end
-  add_moments(key, v .. '|u_', n, y, dn, dy)
+  add_moments(key, v .. '|' .. prefix, n, y, dn, dy)
 end
 
--- Rewards: fractions, kept as "n y".
-local function unit_reward(key, v, user, dn, dy, bound)
-  dn, dy = tonumber(dn), tonumber(dy)
-  local field = v .. '|' .. user .. '|r'
+-- Fractions (rewards, score deltas) are kept as "n y".
+local function unit_fraction(key, prefix, v, user, dn, dy, bound)
+  local field = v .. '|' .. user .. '|' .. prefix
   local n, y = 0, 0
   local current = redis.call('HGET', key, field)
   if current then
     local a, b = string.match(current, '^(%S+) (%S+)$')
     n, y = tonumber(a), tonumber(b)
-  elseif not admit(key, 'r_', v, bound) then
+  elseif not admit(key, prefix, v, bound) then
     return
   end
   redis.call('HSET', key, field, string.format('%.17g %.17g', n + dn, y + dy))
-  add_moments(key, v .. '|r_', n, y, dn, dy)
+  add_moments(key, v .. '|' .. prefix, n, y, dn, dy)
 end
 
+local WHOLE = {u_ = true, a_ = true, s_ = true}
 local function unit(key, prefix, v, user, dn, dy, bound)
-  if prefix == 'u_' then
-    unit_count(key, v, user, dn, dy, bound)
+  dn, dy = tonumber(dn), tonumber(dy)
+  if WHOLE[prefix] then
+    unit_count(key, prefix, v, user, dn, dy, bound)
   else
-    unit_reward(key, v, user, dn, dy, bound)
+    unit_fraction(key, prefix, v, user, dn, dy, bound)
   end
 end
 

@@ -205,7 +205,7 @@ def test_report_matches_traffic_offline_accuracy_and_a_recomputation_from_redis(
     assert rep["srm"]["p_value"] == pytest.approx(recomputed["srm"]["p_value"], rel=1e-9)
     assert rep["srm"]["mismatch"] is False
     [comparison] = rep["comparisons"]
-    for metric in ("reward", "error_rate"):
+    for metric in ("reward", "error_rate", "accuracy"):
         for field in ("difference", "interval", "p_value"):
             got, expected = comparison[metric][field], recomputed["comparisons"][metric][field]
             assert (got is None) == (expected is None), (metric, field)
@@ -252,6 +252,7 @@ def recompute(server: RedisTopology, name: str, config_version: str) -> dict[str
     user_of = {e["request_id"]: e["user_hash"] for e in events}
     rewards_by_user: dict[str, dict[str, list[float]]] = {}
     errors_by_user: dict[str, dict[str, list[float]]] = {}
+    correct_by_user: dict[str, dict[str, list[float]]] = {}
     for variant in ("v1", "v2"):
         mine = [e for e in events if e["variant"] == variant]
         answered = [e for e in events if e.get("served_variant") == variant]
@@ -295,6 +296,12 @@ def recompute(server: RedisTopology, name: str, config_version: str) -> dict[str
             cell[0] += 1
             cell[1] += "served_variant" not in e or int(e["status"]) >= 500
         rewards_by_user[variant], errors_by_user[variant] = by_user, failed
+        correct_by_user[variant] = {}
+        for f in credited:
+            if "correct" in f:
+                cell = correct_by_user[variant].setdefault(user_of[f["request_id"]], [0.0, 0.0])
+                cell[0] += 1
+                cell[1] += f["correct"] == "1"
         ratio, variance, _ = per_user(by_user)
         half = Z * math.sqrt(variance)
         out["variants"][variant] = {
@@ -309,6 +316,7 @@ def recompute(server: RedisTopology, name: str, config_version: str) -> dict[str
     out["comparisons"] = {
         "reward": user_difference(rewards_by_user["v1"], rewards_by_user["v2"]),
         "error_rate": user_difference(errors_by_user["v1"], errors_by_user["v2"]),
+        "accuracy": user_difference(correct_by_user["v1"], correct_by_user["v2"]),
     }
     return out
 
@@ -426,20 +434,31 @@ def test_feedback_on_a_fallback_is_credited_to_the_version_that_answered(
     assert row(rep, "v2")["served"] == 0
 
 
-def test_srm_is_flagged_when_assignment_is_skewed(replicas: tuple[Gateway, Gateway]) -> None:
+def test_srm_counts_users_a_heavy_user_is_no_mismatch_lost_users_are(
+    replicas: tuple[Gateway, Gateway],
+) -> None:
     a, _ = replicas
     path = "/models/skew/predict"
     fair = [{"text": f"t{i}", "user_id": f"u{i}"} for i in range(300)]
     assert all(r["status"] == 200 for r in asyncio.run(post_all(a.url, path, fair)))
     drained(a)
     assert report(a, SKEW)["srm"]["mismatch"] is False
-    # One heavy user (a bot, a load test) lands on one variant every time: the ratio breaks.
+    # One heavy user (a bot, a load test) lands on one variant every time: requests skew, but
+    # the unit that was randomized is the user, and 301 users still split fairly.
     heavy = [{"text": f"t{i}", "user_id": "the-same-user"} for i in range(300)]
     assert all(r["status"] == 200 for r in asyncio.run(post_all(a.url, path, heavy)))
     drained(a)
     srm = report(a, SKEW)["srm"]
+    assert srm["unit"] == "user" and sum(srm["observed"].values()) == 301
+    assert srm["mismatch"] is False
+    # Users lost on one arm (only v1's users come back): a mismatch of users, flagged.
+    v1_users = [u for u in (f"w{i}" for i in range(2_000)) if turnout_unit(SALT, u) < 0.5][:300]
+    lost = [{"text": "t", "user_id": u} for u in v1_users]
+    assert all(r["status"] == 200 for r in asyncio.run(post_all(a.url, path, lost)))
+    drained(a)
+    srm = report(a, SKEW)["srm"]
     assert srm["mismatch"] is True and srm["p_value"] < 0.001
-    assert sum(srm["observed"].values()) == 600
+    assert sum(srm["observed"].values()) == 601
 
 
 # --- Redis outage under load --------------------------------------------------------------

@@ -139,6 +139,12 @@ def test_agreement_and_confusion_equal_an_offline_comparison(
     assert row["agreement"] == pytest.approx(agree / len(texts))
     lo, hi = row["agreement_interval"]
     assert lo <= row["agreement"] <= hi
+    # Sticky: pairs are analysed per user; with one request per user that is the plain
+    # normal interval of a proportion over the users.
+    assert row["unit"] == "user" and row["users"] == len(texts)
+    p, n = row["agreement"], len(texts)
+    half = 1.959963984540054 * (p * (1 - p) / n) ** 0.5
+    assert [lo, hi] == pytest.approx([max(0.0, p - half), min(1.0, p + half)], rel=1e-9)
     deltas = [b["score"] - a["score"] for a, b in zip(v1, v3, strict=True)]
     assert row["score_delta"]["mean"] == pytest.approx(sum(deltas) / len(deltas), abs=1e-9)
     assert row["mcnemar"]["b"] == offline[("1", "0")]
