@@ -8,6 +8,8 @@ reference window, Redis unreachable), 2 usage.
 from __future__ import annotations
 
 import json
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -258,19 +260,38 @@ def drift_command(
         if check_once(settings, name, seconds, reference, interval, html, as_json):
             raise typer.Exit(DRIFT_FOUND)
         return
+    stop = threading.Event()
+
+    def stop_after_this_check(signum: int, frame: object) -> None:
+        # A signal that raised inside a check could land in a lock held by the progress line
+        # or a library; the first one only asks the loop to stop, a second one aborts.
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    handlers = {sig: signal.signal(sig, stop_after_this_check) for sig in STOP_SIGNALS}
     next_run = time.time()
     try:
-        while True:
+        while not stop.is_set():
             try:
                 check_once(settings, name, seconds, reference, interval, html, as_json)
             except typer.Exit as exc:
                 if exc.exit_code == 2:
                     raise
+            if not stop.is_set():
                 err_console.print(f"the next check runs in {every}", highlight=False)
             next_run += interval
-            time.sleep(max(0.0, next_run - time.time()))
+            stop.wait(max(0.0, next_run - time.time()))
     except KeyboardInterrupt:
-        return
+        pass
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    err_console.print("stopped", highlight=False)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""``--every`` finishes the check in progress, then stops (a second signal aborts it)."""
 
 
 def check_once(

@@ -205,7 +205,10 @@ def test_every_checks_again_until_stopped(world: World) -> None:
         poll_until(checked_twice, 240, 0.2, what="two scheduled checks")
         assert process.alive()
         os.kill(process.pid, signal.SIGINT)
-        poll_until(lambda: not process.alive(), 10, what="the scheduler to stop")
+        # It finishes the check in progress (if any), then stops: at most one more check.
+        poll_until(lambda: not process.alive(), 240, what="the scheduler to stop")
         assert process.proc is not None and process.proc.returncode == 0
+        log = (Path(world.env["TURNOUT_STATE_DIR"]) / "every.log").read_text()
+        assert log.rstrip().endswith("stopped"), log[-500:]
     finally:
         process.stop()
