@@ -263,6 +263,9 @@ def serve(app: Any, host: str, port: int, settings: Settings) -> None:
         host=host,
         port=port,
         http=guarded_protocol(limits),
+        # No Turnout process serves WebSockets: an Upgrade request stays plain HTTP, answered by
+        # the app in JSON, not by the websockets library in plain text.
+        ws="none",
         log_config=None,
         access_log=False,
         # On SIGTERM: stop accepting, let in-flight requests finish for ``drain_timeout``
