@@ -151,8 +151,9 @@ class GatewayMetrics:
         )
         self.config_info = Gauge(
             "turnout_config_info",
-            "Loaded experiment configuration (value 1).",
-            ["experiment", "model", "policy", "config_version"],
+            "Loaded experiment configuration (value 1); unit is what its statistics count "
+            "(user when assignment is sticky, else request).",
+            ["experiment", "model", "policy", "config_version", "unit"],
             registry=r,
         )
         self.rejected = Counter(

@@ -314,7 +314,7 @@ class RouteTable:
         for route in routes.values():
             exp = route.experiment
             self.metrics.config_info.labels(
-                exp.name, exp.model, exp.policy.kind, route.config_version
+                exp.name, exp.model, exp.policy.kind, route.config_version, exp.analysis_unit
             ).set(1)
             for variant, weight in exp.configured_weights().items():
                 self.metrics.configured_weight.labels(exp.name, variant).set(weight)
