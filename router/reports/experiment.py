@@ -45,6 +45,7 @@ class UserView:
     rewards: UnitSums
     accuracy: UnitSums
     keyless: int
+    orphan_feedback: int
     partial: bool
 
     @classmethod
@@ -55,6 +56,7 @@ class UserView:
             parse_unit_sums(raw, name, "r_"),
             parse_unit_sums(raw, name, "a_"),
             _Hash(raw).int(f"{name}|{keys.WINDOW_NOKEY}"),
+            _Hash(raw).int(f"{name}|{keys.WINDOW_ORPHAN_FEEDBACK}"),
             f"{name}|{keys.WINDOW_UNITS_FULL}" in raw,
         )
 
@@ -85,6 +87,7 @@ def by_user(row: dict[str, Any], view: UserView) -> dict[str, Any]:
     users = {
         "users": view.errors.units,
         "keyless": view.keyless,
+        "orphan_feedback": view.orphan_feedback,
         "partial": view.partial,
         "error_rate": view.errors.ratio,
         "error_rate_interval": normal_interval(view.errors, Z95),

@@ -32,7 +32,11 @@ def units_fields(names: Iterable[str]) -> list[str]:
     for name in names:
         for prefix in ("u_", "r_", "a_"):
             fields += unit_sum_fields(name, prefix)
-        fields += [f"{name}|{keys.WINDOW_NOKEY}", f"{name}|{keys.WINDOW_UNITS_FULL}"]
+        fields += [
+            f"{name}|{keys.WINDOW_NOKEY}",
+            f"{name}|{keys.WINDOW_UNITS_FULL}",
+            f"{name}|{keys.WINDOW_ORPHAN_FEEDBACK}",
+        ]
     return fields
 
 

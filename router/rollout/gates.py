@@ -157,6 +157,9 @@ def _unit_counts(control: ArmWindow, candidate: ArmWindow, by_user: bool) -> dic
             "candidate_users": float(candidate.users.units),
             "keyless": float(control.keyless + candidate.keyless),
         }
+        orphans = control.orphan_feedback + candidate.orphan_feedback
+        if orphans:  # feedback whose user's request sums were gone: counted, not in the sums
+            n["orphan_feedback"] = float(orphans)
     return n
 
 

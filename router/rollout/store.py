@@ -140,6 +140,7 @@ class RolloutStore:
         fields = [keys.WINDOW_MATURED]
         for variant in variants:
             fields.append(keys.window_field(variant, keys.WINDOW_UNITS_FULL))
+            fields.append(keys.window_field(variant, keys.WINDOW_ORPHAN_FEEDBACK))
             for prefix in (keys.WINDOW_USERS, keys.WINDOW_REWARD_USERS):
                 fields += unit_sum_fields(variant, prefix)
         values = await self.redis.hmget(keys.rollout_units(name, window), fields)

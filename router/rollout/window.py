@@ -27,6 +27,8 @@ class ArmWindow:
     """Per-user sums of feedbacks (n_i) and rewards (y_i) on requests in matured slots."""
     keyless: int = 0
     """Requests without a key (sticky experiments): counted here, not in ``users``."""
+    orphan_feedback: int = 0
+    """Feedbacks on users whose request sums were gone: counted, kept out of the sums."""
     units_full: bool = False
     """The per-window bound refused a new user: the per-user sums are partial."""
 
@@ -74,6 +76,8 @@ def parse_window(raw: Mapping[str, str]) -> dict[str, ArmWindow]:
         try:
             if field_name == keys.WINDOW_NOKEY:
                 arm.keyless = int(value)
+            elif field_name == keys.WINDOW_ORPHAN_FEEDBACK:
+                arm.orphan_feedback = int(value)
             elif field_name == keys.WINDOW_UNITS_FULL:
                 arm.units_full = True
             elif field_name == keys.WINDOW_ASSIGNED:

@@ -268,6 +268,9 @@ WINDOW_FB_SUMSQ: Final = "fb_sumsq"
 WINDOW_NOKEY: Final = "nokey"
 """Requests of a sticky experiment without a key: assigned at random, counted per request and
 kept out of the per-user sums."""
+WINDOW_ORPHAN_FEEDBACK: Final = "fb_orphan"
+"""Feedbacks whose user has no request sums in the same key (they expired or Redis lost them):
+counted here and kept out of the per-user sums."""
 WINDOW_UNITS_FULL: Final = "units_full"
 """Set when a new user could not be added under the per-window bound: the sums are partial."""
 WINDOW_USERS: Final = "u_"

@@ -106,8 +106,16 @@ local function unit_fraction(key, prefix, v, user, dn, dy, bound)
 end
 
 local WHOLE = {u_ = true, a_ = true, s_ = true}
+-- Feedback-derived sums (rewards, accuracy) count a user only if the same key holds that user's
+-- requests: when the requests' sums expired or were lost, the feedback is counted apart
+-- ('{v}|fb_orphan') and skipped, so the two never disagree on who the users are.
+local FEEDBACK = {r_ = true, a_ = true}
 local function unit(key, prefix, v, user, dn, dy, bound)
   dn, dy = tonumber(dn), tonumber(dy)
+  if FEEDBACK[prefix] and redis.call('HEXISTS', key, v .. '|' .. user) == 0 then
+    redis.call('HINCRBY', key, v .. '|fb_orphan', dn)
+    return
+  end
   if WHOLE[prefix] then
     unit_count(key, prefix, v, user, dn, dy, bound)
   else

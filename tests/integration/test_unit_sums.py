@@ -137,3 +137,40 @@ def test_the_user_bound_marks_the_sums_partial(redis_server: RedisTopology, tmp_
     client = redis_server.client()
     ttl = client.ttl(keys.rollout_units(name, WINDOW))
     assert 0 < ttl <= settings.rollout_units_ttl
+
+
+def test_feedback_on_users_whose_sums_are_gone_is_counted_and_skipped(
+    redis_server: RedisTopology, tmp_path: Path
+) -> None:
+    """The per-user sums expired (or Redis lost them) while the requests' attributions live on:
+    feedback is still credited per request, counted as orphaned, kept out of the per-user
+    sums, and the gates wait instead of deciding on what is left."""
+    settings = Settings(**redis_server.settings, experiments_dir=tmp_path, rollout_users_max=100)
+    name = f"orphan-{uuid.uuid4().hex[:8]}"
+    sent = [outcome(name, f"{name}-{i}", "v1", f"{i % 3:016x}", False, 100) for i in range(6)]
+    client = redis_server.client()
+
+    async def scenario() -> dict[str, str]:
+        recorder = RedisRecorder(settings, GatewayMetrics())
+        for event in sent:
+            recorder.record(event)
+        while recorder.buffer:
+            assert await recorder.flush()
+        client.delete(keys.rollout_units(name, WINDOW), keys.config_units(name, "cv1"))
+        writer = FeedbackWriter(recorder.redis, 100, units=unit_bounds(settings))
+        store = RolloutStore(recorder.redis, 100)
+        for event in sent[:4]:
+            await writer.accept(FeedbackInput(event.request_id, 1.0, None), 2.0)
+        await store.fold_rewards(name, WINDOW, 99, 104, 1000)
+        raw = dict((await store.recorded(name, WINDOW, None, None)).window)
+        raw |= await store.unit_sums(name, WINDOW, ("v1", "v2"))
+        await recorder.close()
+        return raw
+
+    arm = parse_window(asyncio.run(scenario()))["v1"]
+    assert arm.rewards(None).n == 4  # credited per request
+    assert arm.orphan_feedback == 4 and arm.reward_users.units == 0
+    assert not arm.users_complete()  # the gates wait on a fresh window
+    config = client.hgetall(keys.config_units(name, "cv1"))
+    assert config.get("v1|fb_orphan") == "4"
+    assert not any(field.endswith("|r_") for field in config)
