@@ -37,6 +37,13 @@ def parse_label_map(spec: str) -> dict[str, Any]:
     return mapping
 
 
+def served_label(answer: dict[str, Any]) -> Any:
+    """The label the gateway normalized from the served answer. ``prediction`` is the model
+    server's own answer, in its own protocol's shape (only Turnout's workers put a ``label``
+    there), so accuracy is read from the normalized field."""
+    return answer.get("label")
+
+
 def read_rows(
     path: Path,
     text_col: str,
@@ -123,7 +130,7 @@ async def _replay(
             tally.by_version[version] += 1
             if row.label is not None:
                 tally.labelled[version] += 1
-                if answer.get("prediction", {}).get("label") == row.label:
+                if served_label(answer) == row.label:
                     tally.correct[version] += 1
                 if feedback:
                     sent = {"request_id": answer["request_id"], "label": row.label}

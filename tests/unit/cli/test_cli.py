@@ -85,3 +85,14 @@ def test_train_shows_progress_per_version(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "trained profanity v1: F1" in result.output
     assert "1/1" in result.output  # the progress bar's count of versions
+
+
+def test_replay_scores_the_normalized_label_whatever_the_server_protocol() -> None:
+    """Issue 25: replay printed accuracy 0.0000 for every non-Turnout server, reading the label
+    from the server's raw answer (an Open Inference or MLflow body has no ``label``)."""
+    from router.cli.replay import served_label
+
+    oip = {"label": 1, "score": 0.9, "prediction": {"outputs": [{"name": "label", "data": [1]}]}}
+    mlflow = {"label": 0, "score": 0.2, "prediction": {"predictions": [0]}}
+    turnout = {"label": 1, "score": 0.7, "prediction": {"label": 1, "score": 0.7}}
+    assert [served_label(a) for a in (oip, mlflow, turnout)] == [1, 0, 1]
