@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from router.core.errors import ConfigError
+from router.core.errors import ConfigError, Forbidden, Unauthorized
 from router.core.settings import Settings
 
 
@@ -90,6 +90,40 @@ class AdminTokens:
                 raise ConfigError(f"{path}: admin tokens file must map names to token strings")
             tokens.update(data)
         return cls(tokens)
+
+
+class FeedbackSources:
+    """Label sources' credentials for ``POST /feedback`` (``feedback.auth: token``): a scope of
+    their own. They are no admin tokens, and an admin token is no feedback credential."""
+
+    def __init__(self, sources: AdminTokens, admin: AdminTokens) -> None:
+        self.sources = sources
+        self.admin = admin
+
+    @classmethod
+    def from_settings(cls, settings: Settings, admin: AdminTokens) -> FeedbackSources:
+        inline = {name: t.get_secret_value() for name, t in settings.feedback_tokens.items()}
+        return cls(AdminTokens(inline), admin)
+
+    def identify(self, authorization: str | None) -> str | None:
+        """The label source's name, None without a credential; a wrong one is refused (401),
+        an admin token too (403), whatever the experiment's mode: a bad credential is a bug
+        its sender should hear about."""
+        if authorization is None:
+            return None
+        name = self.sources.identify(authorization)
+        if name is not None:
+            return name
+        if self.admin.identify(authorization) is not None:
+            raise Forbidden(
+                "an admin token has no feedback scope: a label source sends a feedback token "
+                "(TURNOUT_FEEDBACK_TOKENS)",
+                code="feedback_wrong_scope",
+            )
+        raise Unauthorized(
+            "not a feedback token: Authorization: Bearer <one of TURNOUT_FEEDBACK_TOKENS>",
+            code="feedback_credential_invalid",
+        )
 
 
 def _usable(token: str) -> bool:

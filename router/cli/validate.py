@@ -65,6 +65,7 @@ def validate(
             "config_version": item.config_version,
             "configured": item.experiment.configured_weights(),
             "dry_run_share": dry_run(item.experiment, sample),
+            "warnings": item.experiment.warnings(),
         }
         for item in loaded
     ]
@@ -88,6 +89,8 @@ def validate(
             f"config {item.config_version})",
             highlight=False,
         )
+        for warning in result["warnings"]:
+            console.print(f"    [yellow]warning[/yellow] {escape(warning)}", highlight=False)
         configured = exp.configured_weights()
         for variant, share in shares.items():
             console.print(

@@ -544,6 +544,18 @@ class RetrainConfig(Strict):
     shadow block yet."""
 
 
+FeedbackAuth = Literal["open", "signed", "token"]
+
+
+class FeedbackConfig(Strict):
+    """Who may send ``POST /feedback`` for this experiment's requests."""
+
+    auth: FeedbackAuth = "open"
+    """``open``: anyone who can reach the gateway (and knows a request id); ``signed``: only
+    with the feedback token of the response (HMAC under TURNOUT_FEEDBACK_SECRET, with an
+    expiry); ``token``: only a label source's credential (TURNOUT_FEEDBACK_TOKENS)."""
+
+
 class Experiment(Strict):
     name: str = Field(pattern=NAME)
     model: str = Field(pattern=NAME)
@@ -581,6 +593,8 @@ class Experiment(Strict):
     """Opt-in capture of sampled requests (``router.capture``); unset: nothing is captured."""
     retrain: RetrainConfig | None = None
     """Settings of ``turnout retrain --deploy``."""
+    feedback: FeedbackConfig = FeedbackConfig()
+    """Who may send feedback (``docs/reliability.md``, "Feedback trust model")."""
 
     @field_validator("variants")
     @classmethod
@@ -683,6 +697,22 @@ class Experiment(Strict):
         if self.fallback:
             refs["fallback"] = list(self.fallback)
         return refs
+
+    def warnings(self) -> list[str]:
+        """What loads but deserves a second look (``turnout validate`` prints these, a gateway
+        logs them as ``config_warning``)."""
+        if self.feedback.auth != "open":
+            return []
+        found = []
+        if isinstance(self.policy, BanditPolicy):
+            found.append("policy bandit")
+        if self.rollout is not None and any(isinstance(g, RewardGate) for g in self.rollout.gates):
+            found.append("the rollout's reward gate")
+        return [
+            f"{what} acts on rewards, and feedback.auth is open: anyone who can reach "
+            "POST /feedback can steer it with false rewards (set feedback.auth: signed or token)"
+            for what in found
+        ]
 
     def version_of(self, variant: str) -> str:
         return self.variants[variant].version or variant

@@ -195,3 +195,23 @@ def scan_directory(
         except ConfigError as exc:
             scan[path] = exc
     return scan
+
+
+def refuse_unsigned(
+    scan: Scan, feedback_secret: bool
+) -> dict[Path, LoadedExperiment | ConfigError]:
+    """``scan`` with every experiment whose feedback is signed refused when the gateway has no
+    feedback secret: it could neither make nor check its tokens."""
+    if feedback_secret:
+        return dict(scan)
+    return {
+        path: (
+            ConfigError(
+                f"{path}: feedback.auth: signed needs TURNOUT_FEEDBACK_SECRET, the same on every "
+                "gateway replica; it is not set here"
+            )
+            if isinstance(item, LoadedExperiment) and item.experiment.feedback.auth == "signed"
+            else item
+        )
+        for path, item in scan.items()
+    }

@@ -34,6 +34,13 @@ class Unauthorized(TurnoutError):
     code = "unauthorized"
 
 
+class Forbidden(TurnoutError):
+    """A valid credential without the scope the action needs."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(TurnoutError):
     status = 404
     code = "not_found"

@@ -235,6 +235,14 @@ class GatewayMetrics:
             ["experiment", "version"],
             registry=r,
         )
+        self.feedback_untrusted = Counter(
+            "turnout_feedback_untrusted",
+            "Feedback refused at once (401/403) for lacking the proof its experiment's "
+            "feedback.auth demands, by reason: a missing, malformed, invalid or expired signed "
+            "token, a missing or unknown label-source credential, an admin token.",
+            ["reason"],
+            registry=r,
+        )
         self.feedback_deferred = Counter(
             "turnout_feedback_deferred",
             "Feedback deferred while Redis was unreachable, by result: queued (answered 202), then "

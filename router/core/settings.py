@@ -198,6 +198,15 @@ class Settings(BaseSettings):
     """Seconds a request's attribution is kept for ``POST /feedback`` (later feedback: 404)."""
     feedback_flush_timeout: float = Field(2.0, gt=0)
     """Seconds ``POST /feedback`` may wait to write the request's still-buffered outcome."""
+    feedback_secret: SecretStr | None = None
+    """Key of the feedback tokens of experiments with ``feedback.auth: signed`` (the same on
+    every replica; ``turnout up`` makes one). Without it such an experiment is refused."""
+    feedback_token_ttl: int = Field(86_400, ge=1)
+    """Seconds a signed feedback token is valid after its response (then 401 ``expired``)."""
+    feedback_tokens: dict[str, SecretStr] = {}
+    """Label sources' credentials as a JSON object, name -> token, for experiments with
+    ``feedback.auth: token``; sent as ``Authorization: Bearer``. Feedback scope only: they do
+    no admin action, and an admin token is refused (403) on ``POST /feedback``."""
     feedback_hold_wait: float = Field(0.5, ge=0)
     """Seconds ``POST /feedback`` waits for a request no replica has recorded yet (its outcome
     may wait in another replica's buffer) before holding the feedback and answering 202."""
@@ -391,6 +400,13 @@ class Settings(BaseSettings):
     """Seconds between the console's live refreshes of a page's data."""
     ui_session_ttl: int = Field(8 * 3600, ge=60)
     """Seconds a console session (the admin token entered once) lasts."""
+
+    @field_validator("feedback_secret")
+    @classmethod
+    def _check_feedback_secret(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None and len(secret.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (use a random one)")
+        return secret
 
     @model_validator(mode="after")
     def _check_history(self) -> Settings:

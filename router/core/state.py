@@ -9,6 +9,8 @@ path                  holds
                       without one; removed when the stack stops
 ``salt``              the user-hash salt ``turnout up`` generated (random, mode 0600), kept
                       across runs so users keep their hashes; every replica of the stack uses it
+``feedback-secret``   the feedback tokens' key ``turnout up`` generated (random, mode 0600), kept
+                      across runs so tokens handed out stay valid; every replica uses it
 ``admin-token``       the local admin token ``turnout up`` made when none is configured (random,
                       new each run, mode 0600) and the gateway URL it is for: the CLI sends it
                       to that gateway only; removed when the stack stops
@@ -21,8 +23,9 @@ path                  holds
 ``logs/``             one log file per process of the local stack
 ====================  ==========================================================================
 
-Writes are atomic (a temporary file renamed over the old one) and, except for the salt, best
-effort: a read-only state folder costs these safety nets, never the service.
+Writes are atomic (a temporary file renamed over the old one) and, except for the salt and the
+feedback secret, best effort: a read-only state folder costs these safety nets, never the
+service.
 """
 
 from __future__ import annotations
@@ -121,11 +124,26 @@ class StateFolder:
 
     def make_salt(self) -> str:
         """The stack's salt: the one kept here, else a new random one (kept from now on)."""
-        salt = self.read_salt()
-        if salt is None:
-            salt = secrets.token_hex(32)
-            write_atomically(self.salt_file, salt.encode(), mode=0o600)
-        return salt
+        return self._kept_secret(self.salt_file)
+
+    @property
+    def feedback_secret_file(self) -> Path:
+        return self.root / "feedback-secret"
+
+    def make_feedback_secret(self) -> str:
+        """The stack's TURNOUT_FEEDBACK_SECRET, kept like the salt: feedback tokens handed out
+        before a restart stay valid after it."""
+        return self._kept_secret(self.feedback_secret_file)
+
+    def _kept_secret(self, path: Path) -> str:
+        try:
+            kept = path.read_text().strip()
+        except OSError:
+            kept = ""
+        if not kept:
+            kept = secrets.token_hex(32)
+            write_atomically(path, kept.encode(), mode=0o600)
+        return kept
 
     # --- the local admin token --------------------------------------------------------
     @property
@@ -248,6 +266,10 @@ def join_local_stack(settings: Settings) -> Settings:
     salt = state.read_salt()
     if salt is not None and "user_hash_salt" not in settings.model_fields_set:
         update["user_hash_salt"] = salt  # the same users must hash the same on every replica
+    secret = state.feedback_secret_file
+    if secret.is_file() and "feedback_secret" not in settings.model_fields_set:
+        # Feedback tokens one replica makes, every replica must check.
+        update["feedback_secret"] = SecretStr(state.make_feedback_secret())
     admin = state.read_admin_token()
     if admin is not None and not admin_tokens_configured(settings):
         update["admin_tokens"] = {LOCAL_ADMIN: SecretStr(admin.token)}  # as the stack's gateway

@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from router.admin.actions import AdminActions
-from router.admin.auth import AdminTokens
+from router.admin.auth import AdminTokens, FeedbackSources
 from router.admin.routes import build_admin_router
 from router.bandit.runtime import BanditRuntime
 from router.capture.writer import CaptureSink, CaptureWriter
@@ -93,6 +93,7 @@ def create_app(
         settings.experiment_read_timeout,
         isolated=True,
         state=StateFolder(settings.state_dir),
+        feedback_secret=settings.feedback_secret is not None,
     )
     table = RouteTable(
         settings.experiments_dir, settings.allowed_hosts, pool, metrics, reading=reading
@@ -107,7 +108,9 @@ def create_app(
     mirror = ShadowMirror(
         CaptureSink(recorder, capture, table), metrics, settings.shadow_max_in_flight, clock
     )
-    feedback = FeedbackService.for_recorder(settings, recorder, metrics, clock, bandits, table)
+    feedback = FeedbackService.for_recorder(
+        settings, recorder, metrics, clock, bandits, table, table.feedback_auth
+    )
     # Rollouts and SRM checks: every replica follows the weights, the lease holder drives.
     rollout_store = None
     if redis_configured(settings):
@@ -226,7 +229,16 @@ def create_app(
         return await pipeline.handle(request, model)
 
     app.include_router(
-        outcomes_router(settings, recorder, table, metrics, clock, bandits, feedback)
+        outcomes_router(
+            settings,
+            recorder,
+            table,
+            metrics,
+            clock,
+            bandits,
+            feedback,
+            FeedbackSources.from_settings(settings, tokens),
+        )
     )
     app.include_router(status_router(table, metrics, rollouts))
     app.include_router(rollout_router(table, rollout_store, rollouts, clock))

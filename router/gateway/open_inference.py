@@ -242,9 +242,11 @@ def open_inference_router(pipeline: PredictPipeline, table: RouteTable, version:
             pipeline.metrics.rejected.labels(exc.code).inc()
             raise
         decided, served = await pipeline.serve(route, accepted, request.headers, started)
-        headers = {"x-request-id": accepted.request_id}
         if served.decoded is None:  # the worker refused the input: its reason, our form
+            headers = pipeline.response_headers(accepted, None)
             return json_response(refusal(served.body), served.status, headers)
+        token = pipeline.feedback_token(accepted, decided, served)
+        headers = pipeline.response_headers(accepted, token)
         content = answer(route, accepted, decided, served, client_id, wanted)
         return json_response(content, 200, headers)
 

@@ -9,13 +9,15 @@ from fastapi import APIRouter, Request
 from redis.exceptions import RedisError
 from starlette.responses import Response
 
+from router.admin.auth import FeedbackSources
 from router.bandit.runtime import BanditRuntime
 from router.core import logs
-from router.core.errors import NotFound, Unavailable
+from router.core.errors import Forbidden, NotFound, Unauthorized, Unavailable
 from router.core.http import json_response, read_json
 from router.core.metrics import GatewayMetrics
 from router.core.settings import Settings
 from router.recording.feedback import parse_feedback
+from router.recording.feedback_auth import PROOF_HEADER, UntrustedFeedback
 from router.recording.feedback_hold import HeldReply
 from router.recording.feedback_service import FeedbackService, Queued
 from router.recording.recorder import Recorder, RedisRecorder
@@ -35,9 +37,10 @@ def outcomes_router(
     clock: Callable[[], float],
     bandits: BanditRuntime | None = None,
     feedback_service: FeedbackService | None = None,
+    sources: FeedbackSources | None = None,
 ) -> APIRouter:
     """``feedback_service`` is the feedback path (``FeedbackService.for_recorder``), whose drain
-    task the app's lifespan starts and stops."""
+    task the app's lifespan starts and stops; ``sources`` checks a label source's credential."""
     router = APIRouter()
     redis_recorder = recorder if isinstance(recorder, RedisRecorder) else None
 
@@ -56,13 +59,18 @@ def outcomes_router(
 
     @router.post("/feedback")
     async def feedback(request: Request) -> Response:
-        feedback = parse_feedback(await read_json(request, settings.max_body_bytes))
-        require_redis()
-        assert feedback_service is not None
         try:
+            source = sources.identify(request.headers.get("authorization")) if sources else None
+            body = await read_json(request, settings.max_body_bytes)
+            feedback = parse_feedback(body, source, request.headers.get(PROOF_HEADER))
+            require_redis()
+            assert feedback_service is not None
             credit = await feedback_service.accept(feedback)
         except RedisError as exc:
             raise redis_down(exc) from None
+        except (UntrustedFeedback, Unauthorized, Forbidden) as exc:
+            metrics.feedback_untrusted.labels(exc.code).inc()
+            raise
         if isinstance(credit, Queued):
             body = {"status": "queued", "request_id": credit.request_id, "detail": credit.detail}
             return json_response(body, 202)

@@ -39,6 +39,7 @@ from router.flags.values import ExperimentFlags
 from router.gateway.forwarding import Served, forward
 from router.gateway.mirror import ShadowMirror
 from router.recording.events import Outcome
+from router.recording.feedback_auth import PROOF_FIELD, PROOF_HEADER, feedback_secret, mint
 from router.recording.recorder import Recorder
 from router.rollout.runtime import RolloutRuntime
 from router.routing.steering import HEADER, Steering, steer
@@ -138,6 +139,7 @@ class PredictPipeline:
         self.rng = rng
         self.clock = clock
         self.models_dir: Path = settings.models_dir
+        self.feedback_secret = feedback_secret(settings)
 
     async def handle(
         self, request: Request, model: str | None, later: list[Finish] | None = None
@@ -341,10 +343,29 @@ class PredictPipeline:
                 sticky=outcome.sticky,
             )
 
-    def respond(self, accepted: PredictInput, decided: Decided, served: Served) -> Response:
+    def feedback_token(
+        self, accepted: PredictInput, decided: Decided, served: Served
+    ) -> str | None:
+        """The token that lets this answer's feedback be credited (``feedback.auth: signed``)."""
+        route = decided.route
+        if route.experiment.feedback.auth != "signed" or self.feedback_secret is None:
+            return None
+        expires = int(self.clock()) + self.settings.feedback_token_ttl
+        version = route.experiment.version_of(served.variant)
+        return mint(self.feedback_secret, accepted.request_id, route.name, version, expires)
+
+    def response_headers(self, accepted: PredictInput, token: str | None) -> dict[str, str]:
         headers = {"x-request-id": accepted.request_id}
+        if token is not None:
+            headers[PROOF_HEADER] = token
+        return headers
+
+    def respond(self, accepted: PredictInput, decided: Decided, served: Served) -> Response:
         if served.decoded is None:  # the worker refused the input: pass its 4xx through
+            headers = self.response_headers(accepted, None)
             return Response(served.body, served.status, headers, media_type="application/json")
+        token = self.feedback_token(accepted, decided, served)
+        headers = self.response_headers(accepted, token)
         route, steering = decided.route, decided.steering
         head = orjson.dumps({"label": served.decoded.label, "score": served.decoded.score})
         tail = orjson.dumps(
@@ -361,6 +382,7 @@ class PredictPipeline:
                 "forced": steering.forced_by is not None,
                 "forced_by": steering.forced_by,
                 "forced_ignored": steering.ignored,
+                **({PROOF_FIELD: token} if token is not None else {}),
             }
         )
         # Splice the upstream's bytes in untouched: parsed once already, never re-encoded.

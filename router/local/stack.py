@@ -166,6 +166,8 @@ class Stack:
             else self.state.make_salt()
         )
         env |= {"TURNOUT_STATE_DIR": str(self.workdir), "TURNOUT_USER_HASH_SALT": salt}
+        if "feedback_secret" not in settings.model_fields_set:
+            env["TURNOUT_FEEDBACK_SECRET"] = self.state.make_feedback_secret()
         self.env = env
         workers = [self._worker(spec) for spec in specs]
         for child in workers:

@@ -18,12 +18,13 @@ from router.recording.events import (
     unit_feedback_commands,
     window_feedback_commands,
 )
+from router.recording.feedback_auth import MAX_TOKEN_CHARS, NO_PROOF, PROOF_FIELD, Proof, demand
 from router.storage import keys
 from router.storage.client import RedisClient
 from router.storage.codec import as_text_dict, dumps, text
 from router.storage.scripts import ACCEPT_FEEDBACK_LUA, Command, KeyTable
 
-FIELDS = frozenset({"request_id", "reward", "label"})
+FIELDS = frozenset({"request_id", "reward", "label", PROOF_FIELD})
 
 
 class LabelSource(Protocol):
@@ -45,6 +46,8 @@ class FeedbackInput:
     reward: float | None
     label: str | int | float | bool | None
     """Set when the feedback is a true label (then the reward is whether the served one matched)."""
+    proof: Proof = NO_PROOF
+    """What it brought to be trusted (``router.recording.feedback_auth``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +87,12 @@ def _require_label(label: object, allowed: frozenset[str] | None, who: str) -> N
         )
 
 
-def parse_feedback(body: Any) -> FeedbackInput:
-    """Validate a feedback body; every refusal is a 422 naming the field."""
+def parse_feedback(
+    body: Any, source: str | None = None, header_token: str | None = None
+) -> FeedbackInput:
+    """Validate a feedback body; every refusal is a 422 naming the field. ``source`` is the
+    label source's credential the route checked, ``header_token`` the X-Turnout-Feedback-Token
+    header."""
     if not isinstance(body, dict):
         raise InvalidInput("body must be a JSON object")
     unknown = sorted(set(body) - FIELDS)
@@ -96,6 +103,7 @@ def parse_feedback(body: Any) -> FeedbackInput:
         raise InvalidInput("'request_id' is required")
     if not valid_request_id(request_id):
         raise InvalidInput(f"'request_id' must be {REQUEST_ID_RULE}")
+    proof = Proof(_token_of(body, header_token), source)
     has_reward, has_label = "reward" in body, "label" in body
     if has_reward == has_label:
         raise InvalidInput("give exactly one of 'reward' (a number in [0, 1]) or 'label'")
@@ -105,11 +113,24 @@ def parse_feedback(body: Any) -> FeedbackInput:
             raise InvalidInput("'reward' must be a number in [0, 1]")
         if not (math.isfinite(reward) and 0.0 <= reward <= 1.0):
             raise InvalidInput(f"'reward' must be in [0, 1], got {reward!r}")
-        return FeedbackInput(request_id, float(reward), None)
+        return FeedbackInput(request_id, float(reward), None, proof)
     label = body["label"]
     if not isinstance(label, LABEL_TYPES):
         raise InvalidInput("'label' must be a string, a number or a boolean")
-    return FeedbackInput(request_id, None, label)
+    return FeedbackInput(request_id, None, label, proof)
+
+
+def _token_of(body: dict[str, Any], header: str | None) -> str | None:
+    given = body.get(PROOF_FIELD)
+    if given is not None and (not isinstance(given, str) or len(given) > MAX_TOKEN_CHARS):
+        raise InvalidInput(
+            f"'{PROOF_FIELD}' must be a string of at most {MAX_TOKEN_CHARS} characters"
+        )
+    if header is not None and len(header) > MAX_TOKEN_CHARS:
+        raise InvalidInput(f"X-Turnout-Feedback-Token must be at most {MAX_TOKEN_CHARS} characters")
+    if given is not None and header is not None and given != header:
+        raise InvalidInput(f"'{PROOF_FIELD}' and X-Turnout-Feedback-Token differ: send one")
+    return given if given is not None else header
 
 
 class FeedbackWriter:
@@ -125,8 +146,13 @@ class FeedbackWriter:
         unreplicated: Callable[[], object] | None = None,
         labels: LabelSource | None = None,
         units: UnitBounds = UnitBounds(),
+        auth_of: Callable[[str], str] | None = None,
+        secret: bytes | None = None,
     ) -> None:
         self.redis = client
+        self.auth_of = auth_of
+        """The ``feedback.auth`` of an experiment as loaded here (None: every one is open)."""
+        self.secret = secret
         self.units = units
         self.stream_maxlen = stream_maxlen
         self.bandit = bandit
@@ -193,6 +219,12 @@ class FeedbackWriter:
             raise NotFound(
                 f"request {rid!r} got no prediction, so there is nothing to credit",
                 code="no_prediction",
+            )
+        if self.auth_of is not None:
+            # Before the duplicate check: an untrusted feedback learns nothing of the request.
+            version = attribution.get("version", answered)
+            demand(
+                self.auth_of(experiment), feedback.proof, self.secret, rid, experiment, version, now
             )
         if keys.FEEDBACK_REWARD in attribution:
             if (

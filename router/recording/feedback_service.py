@@ -41,6 +41,7 @@ from router.recording.feedback import (
     FeedbackWriter,
     LabelSource,
 )
+from router.recording.feedback_auth import feedback_secret
 from router.recording.feedback_hold import FeedbackHold, Held, HeldReply, apply_later
 from router.recording.recorder import Recorder, RedisRecorder, unit_bounds
 from router.storage.client import feedback_replicas, is_transient
@@ -107,8 +108,10 @@ class FeedbackService:
         clock: Callable[[], float],
         bandits: BanditRuntime | None = None,
         labels: LabelSource | None = None,
+        auth_of: Callable[[str], str] | None = None,
     ) -> FeedbackService | None:
-        """The feedback path of a gateway that records to Redis; None when it does not."""
+        """The feedback path of a gateway that records to Redis; None when it does not.
+        ``auth_of`` says an experiment's ``feedback.auth`` (None: all are open)."""
         if not isinstance(recorder, RedisRecorder):
             return None
         target = bandits.target if bandits else None
@@ -121,6 +124,8 @@ class FeedbackService:
             metrics.feedback_unreplicated.inc,
             labels,
             unit_bounds(settings),
+            auth_of,
+            feedback_secret(settings),
         )
         return cls(writer, recorder, settings, metrics, clock)
 

@@ -17,6 +17,7 @@ from router.config.loader import (
     DEFAULT_MAX_BYTES,
     LoadedExperiment,
     LoadReport,
+    refuse_unsigned,
     scan_directory,
 )
 from router.config.resolve import last_good_in, resolve
@@ -85,6 +86,9 @@ class Reading:
     isolated: bool = True
     """Parse in a child process (the gateway); in-process for tests and tools."""
     state: StateFolder | None = None
+    feedback_secret: bool = False
+    """TURNOUT_FEEDBACK_SECRET is set: without it an experiment with signed feedback is
+    refused (its tokens could be neither made nor checked)."""
 
 
 class RouteTable:
@@ -132,6 +136,12 @@ class RouteTable:
         upstream = route.upstreams.get(variant) if route else None
         return upstream.labels if upstream else None
 
+    def feedback_auth(self, experiment: str) -> str:
+        """Who may send an experiment's feedback (``feedback.auth``); ``open`` when it is not
+        loaded here, as before the setting existed."""
+        route = self.snapshot.routes.get(experiment)
+        return route.experiment.feedback.auth if route else "open"
+
     def known_labels(self) -> frozenset[str] | None:
         """Every label a routed variant answers; None if any server does not say."""
         known: set[str] = set()
@@ -160,6 +170,7 @@ class RouteTable:
         except ScanFailed as exc:
             logs.event(log, "config_read_isolated_failed", logging.WARNING, reason=str(exc))
             scan = self._scan_here()
+        scan = refuse_unsigned(scan, reading.feedback_secret)
         resolution = resolve(scan, kept=self._kept)
         self._announce(resolution.refused, {})
         return resolution.report()
@@ -190,6 +201,7 @@ class RouteTable:
             self.metrics.config_reloads.labels("refused").inc()
             logs.event(log, "config_read_failed", logging.ERROR, reason=str(exc))
             return self.snapshot
+        scan = refuse_unsigned(scan, reading.feedback_secret)
         running = {r.loaded.path: r.loaded for r in self.snapshot.routes.values()}
         now = self.clock()
         resolution = resolve(
@@ -294,8 +306,15 @@ class RouteTable:
         conflicts: dict[str, tuple[Path, ...]],
     ) -> None:
         routes = {}
+        before = self.snapshot.routes
         for item in serving.values():
             exp = item.experiment
+            known = before.get(exp.name)
+            if known is None or known.config_version != item.config_version:
+                for warning in exp.warnings():
+                    logs.event(
+                        log, "config_warning", logging.WARNING, file=str(item.path), reason=warning
+                    )
             upstreams = {
                 v: self.pool.get(cfg.url, cfg.protocol, cfg.settings())
                 for v, cfg in exp.variants.items()
