@@ -85,3 +85,29 @@ def test_train_shows_progress_per_version(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "trained profanity v1: F1" in result.output
     assert "1/1" in result.output  # the progress bar's count of versions
+
+
+BAD_NAME = """name: Bad Name!
+model: profanity
+control: v1
+variants:
+  v1: {url: 'http://127.0.0.1:9/'}
+policy: {kind: canary, weights: {v1: 100}}
+"""
+
+
+def test_validate_prints_rules_and_file_names_as_written(tmp_path: Path) -> None:
+    """Brackets in a rule, a file name or a reason are text, not rich markup."""
+    folder = tmp_path / "exp[bold]s"
+    folder.mkdir()
+    (folder / "bad[red]x.yaml").write_text(BAD_NAME)
+    result = runner.invoke(app, ["validate", str(folder)])
+    assert result.exit_code == 1
+    assert "^[a-z0-9][a-z0-9_.-]{0,63}$" in result.output
+    assert "exp[bold]s/bad[red]x.yaml" in result.output
+
+
+def test_an_error_message_is_printed_as_written(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["validate", str(tmp_path / "no[red]such[/red].yaml")])
+    assert result.exit_code == 2
+    assert "no[red]such[/red].yaml does not exist" in result.output
