@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from router.admin.deploy import Deployments
 from router.admin.promotion import Promotions
 from router.core import logs
-from router.core.errors import Conflict, InvalidInput, TurnoutError, Unavailable
+from router.core.errors import Conflict, InvalidInput, TurnoutError, Unavailable, echo
 from router.flags.cache import FlagCache
 from router.flags.store import AuditEvent
 from router.flags.values import CLEAR
@@ -229,7 +229,7 @@ class AdminActions:
         exp = route.experiment
         if command not in ROLLOUT_COMMANDS:
             raise InvalidInput(
-                f"unknown rollout command {command!r} ({', '.join(ROLLOUT_COMMANDS)})"
+                f"unknown rollout command {echo(command)} ({', '.join(ROLLOUT_COMMANDS)})"
             )
         if exp.rollout is None:
             raise Conflict(f"{route.name} has no rollout block", code="no_rollout")

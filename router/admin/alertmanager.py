@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from router.admin.actions import AdminActions, check_reason, redis_call
-from router.core.errors import BadRequest, Conflict
+from router.core.errors import BadRequest, Conflict, echo
 from router.routing.table import Route
 
 ACTIONS = ("rollback", "pause")
@@ -69,7 +69,7 @@ def parse_payload(body: Any) -> list[AlertCall]:
         action = labels["turnout_action"]
         if action not in ACTIONS:
             raise BadRequest(
-                f"{where}: turnout_action must be one of {', '.join(ACTIONS)}, got {action!r}",
+                f"{where}: turnout_action must be one of {', '.join(ACTIONS)}, got {echo(action)}",
                 code="invalid_payload",
             )
         starts = alert.get("startsAt", "")

@@ -20,7 +20,7 @@ from router.admin.promotion import Promotions, audit, current_text
 from router.config.experiments import NAME, VARIANT_MODELS, Experiment
 from router.config.loader import config_version, parse_experiment
 from router.config.rewrite import DEPLOY_MODES, deployed_yaml, write_atomically
-from router.core.errors import ConfigError, Conflict, InvalidInput
+from router.core.errors import ConfigError, Conflict, InvalidInput, cut, echo
 from router.rollout.state import ACTIVE, RolloutState
 from router.routing.table import Route
 from router.upstream.protocols import DEFAULT_PROTOCOL
@@ -49,17 +49,17 @@ class Deployments:
         reason: str,
     ) -> dict[str, Any]:
         if mode not in DEPLOY_MODES:
-            raise InvalidInput(f"'as' must be one of {', '.join(DEPLOY_MODES)}, got {mode!r}")
+            raise InvalidInput(f"'as' must be one of {', '.join(DEPLOY_MODES)}, got {echo(mode)}")
         for label, value in (("version", version), ("variant", variant)):
             if not re.match(NAME, value):
-                raise InvalidInput(f"'{label}' must match {NAME}, got {value!r}")
+                raise InvalidInput(f"'{label}' must match {NAME}, got {echo(value)}")
         p = self.promotions
         try:  # deployed versions are Turnout workers: their variant is of the default protocol
             VARIANT_MODELS[DEFAULT_PROTOCOL].model_validate(
                 {"url": url}, context={"allowed_hosts": p.allowed_hosts}
             )
         except ValidationError as exc:
-            raise InvalidInput(f"'url': {exc.errors()[0]['msg']}") from None
+            raise InvalidInput(f"'url': {cut(exc.errors()[0]['msg'])}") from None
         store = p.flags.require_store()
         name = route.name
         async with p.lock:

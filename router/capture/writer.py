@@ -10,12 +10,16 @@ go while the folder holds more than ``max_bytes``. Every folder keeps its policy
 replica after a restart.
 
 Counting: ``offered = written + queued + dropped`` (``turnout_capture_*``); records deleted to keep
-under ``max_bytes`` are counted as evicted.
+under ``max_bytes`` are counted as evicted. A write that fails part way (a full disk) counts as
+written the whole lines on disk, cuts off the partial last one and drops the rest; the thread
+then backs off (``backoff.py``) while new records wait in the queue, and an empty file is removed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import logging
 import os
 import threading
@@ -25,11 +29,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 import orjson
 
 from router.capture import files
+from router.capture.backoff import Backoff
 from router.capture.records import comparison_record, outcome_record, sampled
 from router.config.experiments import CaptureConfig
 from router.core import logs
@@ -58,7 +63,7 @@ class Policy:
 @dataclass
 class _OpenFile:
     path: Path
-    handle: IO[bytes]
+    handle: io.FileIO
     started: float
     size: int
 
@@ -93,6 +98,7 @@ class CaptureWriter:
         self._policies: dict[str, Policy] = {}
         self._seq = 0
         self._last_pass = 0.0
+        self._backoff = Backoff(self.flush_interval, settings.capture_retry_max)
 
     # --- the request path: memory only ----------------------------------------------------
     def offer_outcome(
@@ -148,18 +154,25 @@ class CaptureWriter:
         while True:
             stopping = self._stop.wait(self.flush_interval)
             try:
-                wrote = self.write_pending()
-                now = self.clock()
-                if wrote or stopping or now - self._last_pass >= MAINTAIN_EVERY:
-                    self.maintain(now, closing=stopping)
+                self.flush(stopping)
             except Exception as exc:  # a bug must not end capture for good
                 logs.event(log, "capture_failed", logging.ERROR, reason=repr(exc))
             if stopping:
                 return
 
+    def flush(self, stopping: bool = False) -> None:
+        """One wake-up of the thread: write what waits, then keep the folders in policy."""
+        wrote = self.write_pending(force=stopping)
+        now = self.clock()
+        if wrote or stopping or now - self._last_pass >= MAINTAIN_EVERY:
+            self.maintain(now, closing=stopping)
+
     # --- the thread's work ----------------------------------------------------------------
-    def write_pending(self) -> bool:
-        """Encode and append everything waiting now; True if anything was written."""
+    def write_pending(self, force: bool = False) -> bool:
+        """Encode and append everything waiting now; True if anything was written. After a
+        failed write nothing is tried until the backoff is over (unless ``force``)."""
+        if not (force or self._backoff.ready(self.clock())):
+            return False
         batches: dict[str, list[bytes]] = {}
         while self._pending:
             experiment, config, build = self._pending.popleft()
@@ -208,23 +221,45 @@ class CaptureWriter:
         try:
             if current is None:
                 current = self._new_file(experiment, now)
-            current.handle.write(data)
-            current.handle.flush()
         except OSError as exc:
-            self.metrics.capture_dropped.labels(experiment, "write_error").inc(count)
-            logs.event(log, "capture_write_failed", logging.ERROR, reason=str(exc))
-            if current is not None:
-                self._close(experiment)
+            self._failed(experiment, count, exc)
             return
-        current.size += len(data)
-        self.metrics.capture_written.labels(experiment).inc(count)
+        done, error = write_all(current.handle, data)
+        if error is None:
+            current.size += len(data)
+            self.metrics.capture_written.labels(experiment).inc(count)
+            self._backoff.succeeded()
+            return
+        # Keep the whole lines on disk and cut the partial one, so the counts are what a reader
+        # finds; the rest of the batch is dropped.
+        whole = data.rfind(b"\n", 0, done) + 1
+        with contextlib.suppress(OSError):
+            current.handle.truncate(current.size + whole)
+        current.size += whole
+        kept = data.count(b"\n", 0, whole)
+        if kept:
+            self.metrics.capture_written.labels(experiment).inc(kept)
+        self._close(experiment)
+        self._failed(experiment, count - kept, error)
+
+    def _failed(self, experiment: str, lost: int, error: OSError) -> None:
+        self.metrics.capture_dropped.labels(experiment, "write_error").inc(lost)
+        self._backoff.failed(self.clock())
+        logs.event(
+            log,
+            "capture_write_failed",
+            logging.ERROR,
+            reason=str(error),
+            retry_in=round(self._backoff.until - self.clock(), 3),
+        )
 
     def _new_file(self, experiment: str, now: float) -> _OpenFile:
         folder = files.experiment_dir(self.root, experiment)
         folder.mkdir(parents=True, exist_ok=True)
         self._seq += 1
         path = folder / files.file_name(now, self.replica, self._seq)
-        opened = _OpenFile(path, path.open("ab"), now, 0)
+        # Unbuffered: a failed write says how many bytes reached the file.
+        opened = _OpenFile(path, io.FileIO(path, "ab"), now, 0)
         self._open[experiment] = opened
         return opened
 
@@ -235,7 +270,10 @@ class CaptureWriter:
         with contextlib.suppress(OSError):
             current.handle.close()
         with contextlib.suppress(OSError):
-            os.replace(current.path, files.closed_name(current.path))
+            if current.size == 0:  # a write that failed at once: no file to read
+                current.path.unlink()
+            else:
+                os.replace(current.path, files.closed_name(current.path))
 
     def maintain(self, now: float, closing: bool = False) -> None:
         """Close files past their limits, expire old ones, keep each folder under its cap."""
@@ -327,6 +365,21 @@ def read_policy(root: Path, experiment: str) -> Policy | None:
         return Policy(float(data["retention"]), int(data["max_bytes"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def write_all(handle: io.FileIO, data: bytes) -> tuple[int, OSError | None]:
+    """Write ``data`` through partial writes; the bytes written, and the error that stopped it."""
+    view = memoryview(data)
+    done = 0
+    try:
+        while done < len(data):
+            written = handle.write(view[done:])
+            if not written:
+                raise OSError(errno.EIO, "the file took no bytes")
+            done += written
+    except OSError as exc:
+        return done, exc
+    return done, None
 
 
 def count_lines(path: Path) -> int:

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from router.core.settings import Settings
 
@@ -38,8 +39,9 @@ ExperimentName = Annotated[str, typer.Argument(help="Experiment name.")]
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print ``message`` as an error and return the exit to raise (``raise fail(...)``)."""
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    """Print ``message`` (plain text: a file name's brackets are not markup) as an error and
+    return the exit to raise (``raise fail(...)``)."""
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from router.cli.common import ExperimentName, JsonOption, console, err_console, fail
 from router.cli.sources import (
@@ -321,5 +322,5 @@ def check_once(
     else:
         render_drift(console, report)
     for note in report["notes"]:
-        err_console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+        err_console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
     return bool(report["drift"])

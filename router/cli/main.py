@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from pydantic import ValidationError
+from rich.markup import escape
 
 from router.cli import (
     drift,
@@ -46,6 +47,6 @@ def main() -> None:
         app()
     except ValidationError as exc:  # settings read by a command: one line, exit 2
         err_console.print(
-            f"[red]error:[/red] {settings_problem(exc)}", highlight=False, soft_wrap=True
+            f"[red]error:[/red] {escape(settings_problem(exc))}", highlight=False, soft_wrap=True
         )
         raise SystemExit(2) from None

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -77,7 +78,9 @@ def loadable(root: Path, family: str, version: str) -> bool:
     try:
         load(root, family, version)
     except Exception as exc:  # whatever unpickling raises
-        console.print(f"{family} {version} does not load ({type(exc).__name__}): training again")
+        console.print(
+            escape(f"{family} {version} does not load ({type(exc).__name__}): training again")
+        )
         return False
     return True
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from router.cli.client import GatewayClient
 from router.cli.common import (
@@ -54,7 +55,9 @@ def flags_list(
     console.print(flags_table(data))
     cache = data.get("cache", {})
     if data.get("source") != "redis":
-        err_console.print(f"[yellow]Redis unreachable: cached flags ({cache.get('error')})")
+        err_console.print(
+            f"[yellow]Redis unreachable: cached flags ({escape(str(cache.get('error')))})"
+        )
 
 
 @flags_app.command("set")
@@ -113,8 +116,10 @@ def _print_change(data: dict[str, Any], as_json: bool) -> None:
         return
     event = data.get("event") or {}
     console.print(
-        f"{event.get('experiment')}: {event.get('flag')} {show(event.get('old'))} -> "
-        f"{show(event.get('new'))} ({event.get('action')} by {event.get('actor')})",
+        escape(
+            f"{event.get('experiment')}: {event.get('flag')} {show(event.get('old'))} -> "
+            f"{show(event.get('new'))} ({event.get('action')} by {event.get('actor')})"
+        ),
         highlight=False,
     )
 
@@ -177,10 +182,10 @@ def promote(
     loaded = "loaded" if data["loaded"] else "[yellow]written, not loaded yet[/yellow]"
     console.print(
         f"{name}: control {data['control']}, weights {weights_text(data['weights'])}; "
-        f"{data['file']} config_version {data['config_version']} ({loaded})"
+        f"{escape(str(data['file']))} config_version {data['config_version']} ({loaded})"
     )
     if data.get("warning"):
-        err_console.print(f"[yellow]warning:[/yellow] {data['warning']}")
+        err_console.print(f"[yellow]warning:[/yellow] {escape(str(data['warning']))}")
 
 
 def status(url: UrlOption = None, token: TokenOption = None, as_json: JsonOption = False) -> None:
@@ -197,9 +202,11 @@ def status(url: UrlOption = None, token: TokenOption = None, as_json: JsonOption
         return
     console.print(status_table(experiments, flags))
     for line in srm_problems(experiments):
-        err_console.print(f"[red]halted or warned[/red] {line}", highlight=False)
+        err_console.print(f"[red]halted or warned[/red] {escape(line)}", highlight=False)
     for path, reason in experiments.get("refused", {}).items():
-        err_console.print(f"[red]refused[/red] {path}: {reason}", highlight=False)
+        err_console.print(
+            f"[red]refused[/red] {escape(path)}: {escape(str(reason))}", highlight=False
+        )
     if events is None:
         err_console.print("flags and audit history need an admin token (--token)")
     else:

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from router.cli.client import GatewayClient
@@ -229,6 +230,6 @@ def replay(
             )
         )
         for error, n in tally.errors.items():
-            err_console.print(f"[red]{n} x {error}[/red]")
+            err_console.print(f"[red]{n} x {escape(error)}[/red]")
     if tally.failed or tally.feedback_failed:
         raise typer.Exit(1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from router.cli.common import console, fail, load_settings
 from router.core.errors import TurnoutError
@@ -101,11 +102,11 @@ def up(
     stack = Stack(settings)
     demo: DemoTraffic | None = None
     try:
-        url = stack.start(lambda line: console.print(line, highlight=False))
+        url = stack.start(lambda line: console.print(escape(line), highlight=False))
         if traffic:
             demo = DemoTraffic(url, traffic, settings).start()
             console.print(f"sending about {traffic:g} sample requests/s with feedback to {url}")
-        stack.watch(lambda line: console.print(line, highlight=False))
+        stack.watch(lambda line: console.print(escape(line), highlight=False))
     except (TurnoutError, RuntimeError, TimeoutError) as exc:
         stack.stop()
         raise fail(exc.detail if isinstance(exc, TurnoutError) else str(exc)) from None

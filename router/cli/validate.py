@@ -85,8 +85,8 @@ def validate(
         exp = item.experiment
         shares: dict[str, float] = result["dry_run_share"]
         console.print(
-            f"[green]ok[/green] {item.path}: {exp.name} ({exp.policy.kind}, model {exp.model}, "
-            f"config {item.config_version})",
+            f"[green]ok[/green] {escape(str(item.path))}: {exp.name} ({exp.policy.kind}, "
+            f"model {exp.model}, config {item.config_version})",
             highlight=False,
         )
         for warning in result["warnings"]:
@@ -101,7 +101,7 @@ def validate(
         if probe:
             render_probe(probes.get(exp.name))
     for error in errors:
-        err_console.print(f"[red]refused[/red] {error}", highlight=False)
+        err_console.print(f"[red]refused[/red] {escape(error)}", highlight=False, soft_wrap=True)
     if errors or failed:
         raise typer.Exit(1)
 

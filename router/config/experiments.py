@@ -262,7 +262,19 @@ def _check_vendor_scheme(sticky: StickyConfig, control: str, weights: dict[str, 
 
 
 def _sticky(value: Any) -> Any:
+    """``sticky: user_id`` is short for ``{key: user_id}``; ``sticky: false`` says "not sticky"
+    (random per request), as omitting it does; ``sticky: true`` names no key."""
+    if value is True:
+        raise ValueError("sticky: true names no key: give it, e.g. sticky: user_id")
+    if value is False:
+        return None
     return {"key": value} if isinstance(value, str) else value
+
+
+def _sticky_required(value: Any) -> Any:
+    if value is False or value is None:
+        raise ValueError("an A/B test is sticky by definition: name the key (sticky: user_id)")
+    return _sticky(value)
 
 
 StickyField = Annotated[StickyConfig | None, Field(default=None)]
@@ -308,7 +320,7 @@ class ABPolicy(Strict):
     """Hash key (and scheme) for sticky assignment; required for an A/B test."""
 
     _w = field_validator("weights")(classmethod(lambda cls, v: _check_weights(v)))
-    _s = field_validator("sticky", mode="before")(classmethod(lambda cls, v: _sticky(v)))
+    _s = field_validator("sticky", mode="before")(classmethod(lambda cls, v: _sticky_required(v)))
 
 
 class BanditPolicy(Strict):

@@ -23,7 +23,7 @@ from router.admin.actions import check_reason
 from router.console.access import Access, refuse_cross_site
 from router.console.filters import FILTERS
 from router.console.views import ConsoleData
-from router.core.errors import InvalidInput, Unauthorized, UnsupportedMediaType
+from router.core.errors import InvalidInput, Unauthorized, UnsupportedMediaType, echo
 from router.core.http import ErrorPage, json_response, read_body
 from router.flags.values import CLEAR, parse_value
 from router.routing.steering import resolve_variant
@@ -269,7 +269,7 @@ def mount_console(app: FastAPI, data: ConsoleData, access: Access) -> ErrorPage:
         actor = access.actor_for_action(request, form.get("csrf"), clock())
         handler = handlers.get(action)
         if handler is None:
-            raise InvalidInput(f"unknown action {action!r} ({', '.join(handlers)})")
+            raise InvalidInput(f"unknown action {echo(action)} ({', '.join(handlers)})")
         route = data.route(name)
         result = await handler(route, form, actor)
         if wants_json(request):

@@ -2,6 +2,22 @@
 
 from __future__ import annotations
 
+ECHO_LIMIT = 200
+"""Most characters of a client's value an error detail quotes: enough to see what was refused,
+never a 100,000-character label handed back whole."""
+
+
+def cut(text: str, limit: int = ECHO_LIMIT) -> str:
+    """``text`` (a client's value as a detail spells it) cut to ``limit`` characters, saying so."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [cut: {len(text)} characters]"
+
+
+def echo(value: object, limit: int = ECHO_LIMIT) -> str:
+    """A client's value quoted in an error detail (its repr), cut to ``limit`` characters."""
+    return cut(repr(value), limit)
+
 
 class TurnoutError(Exception):
     """Base error: ``code`` is machine-readable, ``detail`` says why."""

@@ -25,6 +25,7 @@ from router.core.errors import (
     RequestTimeout,
     TurnoutError,
     UnsupportedMediaType,
+    cut,
 )
 
 JSON_TYPE = "application/json"
@@ -138,6 +139,9 @@ def freeze_startup_objects() -> None:
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)
 
 
+SHOWN_ERRORS = 5
+"""Validation errors a 422 detail lists; the rest are counted."""
+
 ErrorPage = Callable[[Request, int, str, str], Response | None]
 """Renders an error as a page for the requests it claims (the console's HTML routes); None
 leaves the error to the JSON body. Called with the request, status, code and detail."""
@@ -200,10 +204,13 @@ class ErrorResponses:
 
     async def validation(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        reasons = "; ".join(
-            f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}"
-            for err in exc.errors()
+        errors = exc.errors()
+        reasons = "; ".join(  # the location holds the client's keys: cut like any echo
+            f"{cut('.'.join(str(p) for p in err.get('loc', ())))}: {cut(str(err.get('msg')))}"
+            for err in errors[:SHOWN_ERRORS]
         )
+        if len(errors) > SHOWN_ERRORS:
+            reasons += f"; and {len(errors) - SHOWN_ERRORS} more"
         return self.respond(request, 422, "invalid_input", reasons)
 
     def install(self, app: FastAPI) -> None:

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from router.core.errors import InvalidInput
+from router.core.errors import InvalidInput, cut, echo
 
 InputKind = Literal["text", "features"]
 FeatureType = Literal["number", "integer", "string"]
@@ -33,14 +33,14 @@ def check_feature(name: str, value: Any, kind: FeatureType, max_chars: int) -> F
         raise InvalidInput(f"'{name}' must be a {kind}, got {type(value).__name__}")
     if kind == "integer":
         if not isinstance(value, int):
-            raise InvalidInput(f"'{name}' must be an integer, got {value!r}")
+            raise InvalidInput(f"'{name}' must be an integer, got {echo(value)}")
         return value
     try:
         number = float(value)
     except OverflowError:
         raise InvalidInput(f"'{name}' must be a finite number, got a too large integer") from None
     if not math.isfinite(number):
-        raise InvalidInput(f"'{name}' must be a finite number, got {value!r}")
+        raise InvalidInput(f"'{name}' must be a finite number, got {echo(value)}")
     return number
 
 
@@ -58,7 +58,7 @@ def check_features(
         raise InvalidInput(f"'{field}' must be a JSON object, got {type(value).__name__}")
     unknown = [k for k in value if k not in types]
     if unknown:
-        listed = ", ".join(f"'{field}.{k}'" for k in sorted(unknown)[:5])
+        listed = cut(", ".join(f"'{field}.{k}'" for k in sorted(unknown)[:5]))
         raise InvalidInput(f"unknown features: {listed} (this model takes {', '.join(names)})")
     missing = [n for n in names if n not in value]
     if missing:

@@ -342,6 +342,10 @@ class Settings(BaseSettings):
     capture_rotate_interval: float = Field(3600.0, gt=0)
     """Seconds a capture file stays open at most (or a 24th of the retention, if smaller), so
     retention deletes data at most this late."""
+    capture_retry_max: float = Field(60.0, gt=0)
+    """Longest wait, in seconds, before the capture thread writes again after a failed write
+    (a full disk): the wait doubles from twice the flush interval; records arriving meanwhile
+    wait in the queue (``capture_queue_size``)."""
 
     def capture_root(self) -> Path:
         return self.capture_dir or self.state_dir / "capture"

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from router.core.errors import ConfigError, InvalidInput
+from router.core.errors import ConfigError, InvalidInput, echo
 
 BUILTIN: dict[str, object] = {
     "kill_switch": False,
@@ -101,7 +101,7 @@ class FlagDefaults:
         if flag not in self.flags:
             known = ", ".join(sorted(self.flags))
             raise InvalidInput(
-                f"unknown flag {flag!r} (known: {known}); declare custom flags in the "
+                f"unknown flag {echo(flag)} (known: {known}); declare custom flags in the "
                 "flags file (TURNOUT_FLAGS_FILE)",
                 code="unknown_flag",
             )
@@ -111,15 +111,15 @@ class FlagDefaults:
                 raise InvalidInput("'forced_variant' must be a variant name or null")
             return value
         if not _scalar(value):
-            raise InvalidInput(f"flag {flag!r} must be a string, number, boolean or null")
+            raise InvalidInput(f"flag {echo(flag)} must be a string, number, boolean or null")
         if isinstance(default, bool) and not isinstance(value, bool):
-            raise InvalidInput(f"flag {flag!r} must be true or false")
+            raise InvalidInput(f"flag {echo(flag)} must be true or false")
         if _number(default) and not _number(value):
-            raise InvalidInput(f"flag {flag!r} must be a number")
+            raise InvalidInput(f"flag {echo(flag)} must be a number")
         if isinstance(default, str) and not isinstance(value, str):
-            raise InvalidInput(f"flag {flag!r} must be a string")
+            raise InvalidInput(f"flag {echo(flag)} must be a string")
         if isinstance(value, str) and len(value) > MAX_STRING:
-            raise InvalidInput(f"flag {flag!r} is longer than {MAX_STRING} characters")
+            raise InvalidInput(f"flag {echo(flag)} is longer than {MAX_STRING} characters")
         return value
 
     def resolve(self, experiment: str, overrides: Mapping[str, object]) -> ExperimentFlags:

@@ -17,7 +17,15 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from router.config.experiments import Experiment
-from router.core.errors import BadRequest, InvalidInput, NotFound, TurnoutError, Unavailable
+from router.core.errors import (
+    BadRequest,
+    InvalidInput,
+    NotFound,
+    TurnoutError,
+    Unavailable,
+    cut,
+    echo,
+)
 from router.core.http import json_response, read_json, require_object
 from router.gateway.forwarding import Served
 from router.gateway.predict import Decided, PredictInput, PredictPipeline
@@ -94,7 +102,9 @@ def requested_outputs(body: Mapping[str, Any]) -> tuple[str, ...]:
     names = tuple(str(o.get("name")) for o in outputs)
     unknown = [n for n in names if n not in OUTPUTS]
     if unknown:
-        raise InvalidInput(f"unknown outputs {unknown}; this gateway answers {list(OUTPUTS)}")
+        raise InvalidInput(
+            f"unknown outputs {cut(repr(unknown))}; this gateway answers {list(OUTPUTS)}"
+        )
     return names
 
 
@@ -180,7 +190,7 @@ def open_inference_router(pipeline: PredictPipeline, table: RouteTable, version:
     def model_route(model: str) -> Route:
         route = table.snapshot.by_model.get(model)
         if route is None:
-            raise NotFound(f"unknown model {model!r}", code="unknown_model")
+            raise NotFound(f"unknown model {echo(model)}", code="unknown_model")
         return route
 
     @router.get("")

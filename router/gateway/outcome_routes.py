@@ -12,7 +12,7 @@ from starlette.responses import Response
 from router.admin.auth import FeedbackSources
 from router.bandit.runtime import BanditRuntime
 from router.core import logs
-from router.core.errors import Forbidden, NotFound, Unauthorized, Unavailable
+from router.core.errors import Forbidden, NotFound, Unauthorized, Unavailable, echo
 from router.core.http import json_response, read_json
 from router.core.metrics import GatewayMetrics
 from router.core.settings import Settings
@@ -97,7 +97,7 @@ def outcomes_router(
     async def report(name: str) -> Response:
         route = table.snapshot.routes.get(name)
         if route is None:
-            raise NotFound(f"no experiment named {name!r} is loaded", code="unknown_experiment")
+            raise NotFound(f"no experiment named {echo(name)} is loaded", code="unknown_experiment")
         rec = require_redis()
         experiment = route.experiment
         try:
@@ -116,7 +116,7 @@ def outcomes_router(
     @router.get("/experiments/{name}/shadow")
     async def shadow(name: str) -> Response:
         if name not in table.snapshot.routes:
-            raise NotFound(f"no experiment named {name!r} is loaded", code="unknown_experiment")
+            raise NotFound(f"no experiment named {echo(name)} is loaded", code="unknown_experiment")
         rec = require_redis()
         try:
             recorded = await read_shadow(rec.redis, name)

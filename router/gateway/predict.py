@@ -29,7 +29,7 @@ from router.bandit.runtime import BanditRuntime
 from router.capture.writer import CaptureWriter
 from router.config.experiments import NAME, InputConfig
 from router.core import logs
-from router.core.errors import InvalidInput, NotFound, TurnoutError
+from router.core.errors import InvalidInput, NotFound, TurnoutError, echo
 from router.core.http import read_json, require_object
 from router.core.ids import REQUEST_ID_RULE, new_request_id, valid_request_id
 from router.core.metrics import GatewayMetrics
@@ -243,7 +243,7 @@ class PredictPipeline:
                     code="conflicting_experiments",
                 )
             if not MODEL_NAME.match(model):  # never a file system path of a client's making
-                raise NotFound(f"unknown model {model[:64]!r}", code="unknown_model")
+                raise NotFound(f"unknown model {echo(model, 64)}", code="unknown_model")
             if (self.models_dir / model).is_dir():
                 raise NotFound(
                     f"model {model!r} has no active experiment in {self.settings.experiments_dir}",

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from redis.asyncio.client import Pipeline
 
 from router.bandit.evidence import BanditTarget, evidence_commands
-from router.core.errors import Conflict, InvalidInput, NotFound
+from router.core.errors import Conflict, InvalidInput, NotFound, cut, echo
 from router.core.ids import REQUEST_ID_RULE, valid_request_id
 from router.recording.events import (
     UnitBounds,
@@ -79,11 +79,11 @@ class AppliedBefore(Conflict):
         self.version = version
 
 
-def _require_label(label: object, allowed: frozenset[str] | None, who: str) -> None:
+def require_label(label: object, allowed: frozenset[str] | None, who: str) -> None:
     if allowed is not None and dumps(label) not in allowed:
         raise InvalidInput(
             f"'label' must be one of the labels {who} answers: {', '.join(sorted(allowed))}; "
-            f"got {dumps(label)}"
+            f"got {cut(dumps(label))}"
         )
 
 
@@ -97,7 +97,7 @@ def parse_feedback(
         raise InvalidInput("body must be a JSON object")
     unknown = sorted(set(body) - FIELDS)
     if unknown:
-        raise InvalidInput(f"unknown fields: {', '.join(map(repr, unknown))}")
+        raise InvalidInput(f"unknown fields: {cut(', '.join(map(repr, unknown)))}")
     request_id = body.get("request_id")
     if request_id is None:
         raise InvalidInput("'request_id' is required")
@@ -112,7 +112,7 @@ def parse_feedback(
         if isinstance(reward, bool) or not isinstance(reward, int | float):
             raise InvalidInput("'reward' must be a number in [0, 1]")
         if not (math.isfinite(reward) and 0.0 <= reward <= 1.0):
-            raise InvalidInput(f"'reward' must be in [0, 1], got {reward!r}")
+            raise InvalidInput(f"'reward' must be in [0, 1], got {echo(reward)}")
         return FeedbackInput(request_id, float(reward), None, proof)
     label = body["label"]
     if not isinstance(label, LABEL_TYPES):
@@ -181,7 +181,7 @@ class FeedbackWriter:
         """Before anything is looked up: a label no routed version can answer is a 422."""
         if feedback.label is None or self.labels is None:
             return
-        _require_label(feedback.label, self.labels.known_labels(), "any routed version")
+        require_label(feedback.label, self.labels.known_labels(), "any routed version")
 
     async def accept(
         self, feedback: FeedbackInput, now: float, feedback_token: str | None = None
@@ -246,7 +246,7 @@ class FeedbackWriter:
             if self.labels is not None:
                 allowed = self.labels.labels_of(experiment, answered)
                 version = attribution.get("version", answered)
-                _require_label(feedback.label, allowed, f"version {version}")
+                require_label(feedback.label, allowed, f"version {version}")
             correct = dumps(feedback.label) == attribution.get("label")
             reward = 1.0 if correct else 0.0
         else:

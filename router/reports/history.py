@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from router.core.errors import InvalidInput
+from router.core.errors import InvalidInput, echo
 from router.storage import keys
 
 MAX_POINTS = 240
@@ -56,12 +56,12 @@ def parse_span(text: str) -> int:
     match = SPAN.match(text.strip())
     if match is None:
         raise InvalidInput(
-            f"range {text[:40]!r} does not parse: a whole number and a unit m, h or d "
+            f"range {echo(text, 40)} does not parse: a whole number and a unit m, h or d "
             "(15m, 6h, 30d)"
         )
     seconds = int(match.group(1)) * UNIT[match.group(2)]
     if seconds < 300:
-        raise InvalidInput(f"range {text!r} is shorter than the shortest range, 5m")
+        raise InvalidInput(f"range {echo(text, 40)} is shorter than the shortest range, 5m")
     return seconds
 
 
@@ -75,14 +75,14 @@ def parse_end(text: str) -> float:
             when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
         except ValueError:
             raise InvalidInput(
-                f"end {text[:40]!r} does not parse: an ISO 8601 time (2026-11-30T12:00:00Z) "
+                f"end {echo(text, 40)} does not parse: an ISO 8601 time (2026-11-30T12:00:00Z) "
                 "or epoch seconds"
             ) from None
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         value = when.timestamp()
     if not math.isfinite(value) or value < 0:
-        raise InvalidInput(f"end {text[:40]!r} is not a time")
+        raise InvalidInput(f"end {echo(text, 40)} is not a time")
     return value
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from router.config.experiments import Experiment
-from router.core.errors import InvalidInput
+from router.core.errors import InvalidInput, echo
 from router.flags.values import ExperimentFlags
 from router.routing.policies.base import Decision, Policy, RoutingView
 
@@ -33,7 +33,7 @@ def resolve_variant(experiment: Experiment, name: str) -> str:
     if len(matches) == 1:
         return matches[0]
     raise InvalidInput(
-        f"{name!r} is not a variant of {experiment.name} "
+        f"{echo(name)} is not a variant of {experiment.name} "
         f"(variants: {', '.join(sorted(experiment.variants))})",
         code="unknown_variant",
     )

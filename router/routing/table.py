@@ -22,7 +22,7 @@ from router.config.loader import (
 )
 from router.config.resolve import last_good_in, resolve
 from router.core import logs
-from router.core.errors import ConfigError, NotFound
+from router.core.errors import ConfigError, NotFound, echo
 from router.core.metrics import GatewayMetrics
 from router.core.state import StateFolder
 from router.routing.policies import Policy, build_policy
@@ -126,7 +126,7 @@ class RouteTable:
         if route is None:
             known = ", ".join(sorted(self.snapshot.routes)) or "none"
             raise NotFound(
-                f"unknown experiment {name!r} (loaded: {known})", code="unknown_experiment"
+                f"unknown experiment {echo(name)} (loaded: {known})", code="unknown_experiment"
             )
         return route
 

@@ -126,6 +126,27 @@ def test_a_long_model_name_is_a_json_404(gateway: Gateway, length: int) -> None:
     assert len(r.json()["detail"]) < 200
 
 
+HUGE = "x" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("GET", f"/experiments/{'e' * 8000}/report", None, 404),
+        ("GET", f"/v2/models/{'m' * 8000}", None, 404),
+        ("POST", "/v2/models/profanity/infer", {"outputs": [{"name": HUGE}]}, 422),
+    ],
+    ids=["report name", "open inference model", "open inference output"],
+)
+def test_a_refused_client_value_is_echoed_cut(
+    gateway: Gateway, method: str, path: str, body: object, status: int
+) -> None:
+    r = httpx.request(method, f"{gateway.url}{path}", json=body, timeout=30)
+    assert r.status_code == status, r.text[:300]
+    detail = r.json()["detail"]
+    assert len(detail) < 500 and "cut" in detail, detail[:300]
+
+
 def test_a_request_line_that_is_not_http_gets_a_json_400(gateway: Gateway) -> None:
     with connect(gateway) as sock:
         sock.sendall(b"\x16\x03\x01 this is not http\r\n\r\n")

@@ -96,3 +96,29 @@ def test_replay_scores_the_normalized_label_whatever_the_server_protocol() -> No
     mlflow = {"label": 0, "score": 0.2, "prediction": {"predictions": [0]}}
     turnout = {"label": 1, "score": 0.7, "prediction": {"label": 1, "score": 0.7}}
     assert [served_label(a) for a in (oip, mlflow, turnout)] == [1, 0, 1]
+
+
+BAD_NAME = """name: Bad Name!
+model: profanity
+control: v1
+variants:
+  v1: {url: 'http://127.0.0.1:9/'}
+policy: {kind: canary, weights: {v1: 100}}
+"""
+
+
+def test_validate_prints_rules_and_file_names_as_written(tmp_path: Path) -> None:
+    """Brackets in a rule, a file name or a reason are text, not rich markup."""
+    folder = tmp_path / "exp[bold]s"
+    folder.mkdir()
+    (folder / "bad[red]x.yaml").write_text(BAD_NAME)
+    result = runner.invoke(app, ["validate", str(folder)])
+    assert result.exit_code == 1
+    assert "^[a-z0-9][a-z0-9_.-]{0,63}$" in result.output
+    assert "exp[bold]s/bad[red]x.yaml" in result.output
+
+
+def test_an_error_message_is_printed_as_written(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["validate", str(tmp_path / "no[red]such[/red].yaml")])
+    assert result.exit_code == 2
+    assert "no[red]such[/red].yaml does not exist" in result.output

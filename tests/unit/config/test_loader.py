@@ -125,3 +125,38 @@ def test_a_fallback_list_loads_in_its_order() -> None:
     )
     loaded = parse_experiment(text + "fallback: [v3, v2]\n", Path("exp.yaml"), ALLOWED)
     assert loaded.experiment.fallback == ["v3", "v2"]
+
+
+DOCS = Path(__file__).parents[3] / "docs" / "experiment-yaml.md"
+
+
+@pytest.mark.parametrize("kind", ["canary", "bandit"])
+def test_sticky_false_means_not_sticky(kind: str) -> None:
+    policy = (
+        "  weights: {v1: 90, v2: 10}\n" if kind == "canary" else "  arms: [v1, v2]\n"
+    ) + "  sticky: false\n"
+    text = GOOD.split("policy:")[0] + f"policy:\n  kind: {kind}\n{policy}"
+    loaded = parse_experiment(text, Path("exp.yaml"), ALLOWED)
+    assert loaded.experiment.policy.sticky is None  # type: ignore[union-attr]
+
+
+def test_the_documented_sticky_false_loads() -> None:
+    (line,) = [
+        ln
+        for ln in DOCS.read_text().splitlines()
+        if ln.startswith("policy:") and "sticky: false" in ln
+    ]
+    text = GOOD.split("policy:")[0] + line.split("#")[0] + "\n"
+    loaded = parse_experiment(text, Path("exp.yaml"), ALLOWED)
+    assert loaded.experiment.policy.sticky is None  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("policy", "reason"),
+    [
+        ("{kind: ab, weights: {v1: 50, v2: 50}, sticky: false}", "an A/B test is sticky"),
+        ("{kind: canary, weights: {v1: 90, v2: 10}, sticky: true}", "sticky: true names no key"),
+    ],
+)
+def test_sticky_true_and_an_unsticky_ab_are_refused(policy: str, reason: str) -> None:
+    assert reason in refusal(GOOD.split("policy:")[0] + f"policy: {policy}\n")
