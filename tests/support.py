@@ -6,16 +6,46 @@ import json
 import select
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import psutil
 import redis
 
-from router.local.processes import ManagedProcess, free_port, poll_until
+from router.local.processes import ManagedProcess, free_port, http_ok, poll_until
 from tests.conftest import canary_yaml, write_experiment
 
 TOKEN = "stack-ops-token-0123456789"
+
+
+@contextmanager
+def model_server(log_dir: Path) -> Iterator[str]:
+    """``tests.servers.misbehaving`` as a process of its own, at the yielded base URL (a case
+    is a path prefix: ``{url}/gzip_bomb``)."""
+    port = free_port()
+    process = ManagedProcess(
+        "misbehaving",
+        [sys.executable, "-m", "tests.servers.misbehaving", str(port)],
+        log_path=log_dir / "misbehaving.log",
+        cwd=Path(__file__).resolve().parents[1],
+    ).start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        poll_until(lambda: http_ok(f"{url}/good/v2/health/ready") or not process.alive(), 20)
+        assert process.alive(), process.output()
+        yield url
+    finally:
+        process.stop()
+
+
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (the peak so far) of a process, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no {field} for process {pid}")
 
 
 def assert_streamed_oversize_refused(base_url: str, path: str, limit: int = 1_048_576) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from router.core import logs
+from router.core import bounded_json, logs
 from router.core.errors import (
     ClientDisconnected,
     InvalidEncoding,
@@ -82,19 +81,14 @@ async def read_json(
         )
     raw = await read_body(request, max_bytes)
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        return bounded_json.loads(raw, lenient=lenient_numbers)
+    except bounded_json.TooDeep as exc:
+        raise InvalidJSON(f"body is {exc}") from None
+    except bounded_json.NotJSON as exc:
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidEncoding("body is not valid UTF-8") from None
-        if lenient_numbers:
-            try:
-                return json.loads(raw)
-            except ValueError:
-                pass
-            except RecursionError:  # nesting orjson refused is too deep for json as well
-                raise InvalidJSON("body is nested too deeply") from None
         raise InvalidJSON(f"body is not valid JSON: {exc}") from None
 
 

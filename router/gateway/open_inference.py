@@ -8,6 +8,7 @@ JSON only (the binary extension is refused with a reason).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +18,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from router.config.experiments import Experiment
+from router.core.bounded_json import flatten
 from router.core.errors import (
     BadRequest,
     InvalidInput,
@@ -37,15 +39,33 @@ NUMERIC = frozenset(
 )
 OUTPUTS = ("label", "score")
 MAX_ID = 256
+MAX_DIMS = 8
+"""Most dimensions of an input tensor: a text is ``[1]``, a row of features ``[1, n]``."""
 
 
-def flat(data: Any) -> list[Any]:
-    if not isinstance(data, list):
-        return [data]
-    out: list[Any] = []
-    for item in data:
-        out.extend(flat(item))
-    return out
+def tensor_values(tensor: Mapping[str, Any], index: int) -> list[Any]:
+    """The tensor's ``data`` flattened, once its ``shape`` is known to describe it: a list of
+    at most ``MAX_DIMS`` non-negative integers whose product is the number of values."""
+    where = f"'inputs[{index}].shape'"
+    shape = tensor.get("shape")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) for d in shape
+    ):
+        raise BadRequest(f"{where} must be a list of integers", code="invalid_shape")
+    if len(shape) > MAX_DIMS:
+        raise BadRequest(
+            f"{where} has {len(shape)} dimensions; the limit is {MAX_DIMS}", code="invalid_shape"
+        )
+    if any(d < 0 for d in shape):
+        raise BadRequest(f"{where} must hold non-negative integers: {shape}", code="invalid_shape")
+    values = flatten(tensor["data"])
+    if math.prod(shape) != len(values):
+        raise BadRequest(
+            f"{where} {shape} does not describe 'inputs[{index}].data', which holds "
+            f"{len(values)} values",
+            code="invalid_shape",
+        )
+    return values
 
 
 def tensors_to_body(body: Mapping[str, Any], experiment: Experiment) -> dict[str, Any]:
@@ -57,17 +77,18 @@ def tensors_to_body(body: Mapping[str, Any], experiment: Experiment) -> dict[str
     for index, tensor in enumerate(inputs):
         if not isinstance(tensor.get("datatype"), str) or "data" not in tensor:
             raise InvalidInput(f"'inputs[{index}]' needs a 'datatype' and JSON 'data'")
+    data = [tensor_values(tensor, index) for index, tensor in enumerate(inputs)]
     spec = experiment.input
     if spec.kind == "text":
         if len(inputs) != 1 or inputs[0]["datatype"] != "BYTES":
             raise InvalidInput("this model takes one BYTES input tensor holding one text")
-        values = flat(inputs[0]["data"])
+        values = data[0]
         if len(values) != 1:
             raise InvalidInput(f"'inputs[0].data' must hold one text, got {len(values)} items")
         return {"text": values[0]}
     names = spec.names or []
     if len(inputs) == 1 and inputs[0]["datatype"] in NUMERIC:
-        values = flat(inputs[0]["data"])
+        values = data[0]
         if len(values) != len(names):
             raise InvalidInput(
                 f"'inputs[0].data' must hold one row of {len(names)} features "
@@ -75,8 +96,7 @@ def tensors_to_body(body: Mapping[str, Any], experiment: Experiment) -> dict[str
             )
         return {"features": dict(zip(names, values, strict=True))}
     features: dict[str, Any] = {}
-    for index, tensor in enumerate(inputs):
-        values = flat(tensor["data"])
+    for index, (tensor, values) in enumerate(zip(inputs, data, strict=True)):
         if len(values) != 1:
             raise InvalidInput(f"'inputs[{index}].data' must hold one value")
         features[str(tensor.get("name"))] = values[0]

@@ -12,6 +12,9 @@ BAD_ANSWER_REASONS = (
     "id_mismatch",
     "redirect",
     "too_large",
+    "too_deep",
+    "bad_encoding",
+    "undecodable",
     "refused",
 )
 """Values of ``BadAnswer.kind``: the answer came, but could not be used."""

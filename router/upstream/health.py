@@ -8,8 +8,8 @@ import logging
 import aiohttp
 import orjson
 
-from router.core import logs
-from router.upstream.pool import Upstream, UpstreamPool
+from router.core import bounded_json, logs
+from router.upstream.pool import Upstream, UpstreamFailure, UpstreamPool
 
 log = logging.getLogger("turnout.upstream")
 
@@ -24,8 +24,8 @@ async def check_ready(upstream: Upstream, limit_seconds: float, misses: int = 1)
 
     try:
         ok = await upstream.adapter.ready(get)
-    except (aiohttp.ClientError, TimeoutError, OSError):
-        ok = False
+    except (aiohttp.ClientError, TimeoutError, OSError, UpstreamFailure):
+        ok = False  # an answer past the cap or in a bad encoding too
     if ok is None:
         upstream.passive = True
         return None
@@ -49,8 +49,8 @@ async def learn_labels(upstream: Upstream, limit_seconds: float) -> None:
         return
     try:
         status, body = await upstream.get("/info", limit_seconds)
-        card = orjson.loads(body) if status == 200 else None
-    except (aiohttp.ClientError, TimeoutError, OSError, orjson.JSONDecodeError):
+        card = bounded_json.loads(body) if status == 200 else None
+    except (aiohttp.ClientError, TimeoutError, OSError, UpstreamFailure, ValueError):
         return  # asked again at the next check
     upstream.info_checked = True
     if not isinstance(card, dict):

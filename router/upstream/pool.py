@@ -1,14 +1,16 @@
 """Upstreams: one pooled aiohttp client per model server, shared by every experiment naming it.
 
 An upstream is a base URL spoken to in one protocol with one set of settings: the adapter
-encodes each request and decodes each answer. An answer is read up to a size cap, redirects are
-not followed, and anything the adapter cannot decode is a ``BadAnswer``.
+encodes each request and decodes each answer. An answer is read up to a size cap, before and
+after decompression (aiohttp's own would inflate a gzip bomb whole), redirects are not
+followed, and anything the adapter cannot decode is a ``BadAnswer``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,6 +30,10 @@ from router.upstream.protocols import (
 )
 
 __all__ = ["Answer", "Upstream", "UpstreamFailure", "UpstreamPool", "UpstreamTimeouts"]
+
+ACCEPTED_ENCODINGS = "gzip, deflate"
+"""The encodings an answer may come in; each is inflated here, counting what it inflates to."""
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +111,7 @@ class Upstream:
             timeout=aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect),
             skip_auto_headers=("User-Agent",),
             raise_for_status=False,
+            auto_decompress=False,
         )
         self.mirror_pool_size = timeouts.mirror_pool_size
         self.mirror_timeout = timeouts.mirror_total
@@ -154,6 +161,7 @@ class Upstream:
                 connector=aiohttp.TCPConnector(limit=self.mirror_pool_size),
                 timeout=aiohttp.ClientTimeout(total=self.mirror_timeout),
                 skip_auto_headers=("User-Agent",),
+                auto_decompress=False,
             )
         return await self._call(self.mirror_session, payload, request_id)
 
@@ -176,17 +184,25 @@ class Upstream:
             if self.adapter.passes_refusals:
                 return Answer(status, response.body, None, response.seconds)
             raise BadAnswer("refused", f"upstream answered {status}")
-        decoded = self.adapter.decode(response.body, request_id)
+        try:
+            decoded = self.adapter.decode(response.body, request_id)
+        except BadAnswer:
+            raise
+        except Exception as exc:  # an adapter's bug or a hostile answer: never the client's 500
+            detail = f"the {self.protocol} adapter failed on the answer: {type(exc).__name__}"
+            raise BadAnswer("undecodable", detail) from None
         return Answer(status, response.body, decoded, response.seconds)
 
     async def get(self, path: str, limit_seconds: float) -> tuple[int, bytes]:
-        """A readiness or metadata GET under the base URL."""
+        """A readiness or metadata GET under the base URL, read within the same cap as an
+        answer (``BadAnswer`` past it)."""
         async with self.session.get(
             self.url + path,
+            headers={"accept-encoding": ACCEPTED_ENCODINGS},
             timeout=aiohttp.ClientTimeout(total=limit_seconds),
             allow_redirects=False,
         ) as response:
-            return response.status, await response.content.read(self.max_answer_bytes)
+            return response.status, await _read_capped(response, self.max_answer_bytes)
 
     def down(self) -> bool:
         """Known to be down: unhealthy, or its breaker open and still cooling down (once the
@@ -207,7 +223,11 @@ async def _post(
         async with session.post(
             url,
             data=body,
-            headers={"content-type": "application/json", "x-request-id": request_id},
+            headers={
+                "content-type": "application/json",
+                "x-request-id": request_id,
+                "accept-encoding": ACCEPTED_ENCODINGS,
+            },
             allow_redirects=False,
         ) as response:
             status = response.status
@@ -219,20 +239,51 @@ async def _post(
 
 
 async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
-    """The whole answer, or ``BadAnswer`` as soon as it grows past ``cap`` bytes."""
+    """The whole answer, decoded, or ``BadAnswer`` as soon as it grows past ``cap`` bytes on
+    the wire or once inflated."""
     declared = response.content_length
     if declared is not None and declared > cap:
         raise BadAnswer("too_large", f"answer of {declared} bytes exceeds the cap of {cap}")
     if declared is not None:  # the parser stops at the declared length: one read, no loop
-        return await response.read()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_chunked(65536):
-        size += len(chunk)
-        if size > cap:
-            raise BadAnswer("too_large", f"answer exceeds the cap of {cap} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body = await response.read()
+    else:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > cap:
+                raise BadAnswer("too_large", f"answer exceeds the cap of {cap} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+    return inflate(body, response.headers.get("content-encoding", ""), cap)
+
+
+def inflate(body: bytes, encoding: str, cap: int) -> bytes:
+    """``body`` decoded from its ``Content-Encoding``, never inflating past ``cap`` bytes (a
+    gzip bomb stops there); an encoding not asked for is a bad answer."""
+    coding = encoding.strip().lower()
+    if coding in ("", "identity"):
+        return body
+    wbits = _WBITS.get(coding)
+    if wbits is None:
+        raise BadAnswer("bad_encoding", f"answer in an encoding not asked for: {coding[:40]!r}")
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(body, cap + 1)
+    except zlib.error:
+        if coding != "deflate":
+            raise BadAnswer("bad_encoding", f"answer is not valid {coding}") from None
+        out = _raw_deflate(body, cap)  # some servers send deflate without its zlib header
+    if len(out) > cap:
+        raise BadAnswer("too_large", f"answer inflates past the cap of {cap} bytes")
+    return out
+
+
+def _raw_deflate(body: bytes, cap: int) -> bytes:
+    try:
+        return zlib.decompressobj(-zlib.MAX_WBITS).decompress(body, cap + 1)
+    except zlib.error:
+        raise BadAnswer("bad_encoding", "answer is not valid deflate") from None
 
 
 class UpstreamPool:

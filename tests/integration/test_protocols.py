@@ -7,7 +7,6 @@ a 500, never a hang. Readiness hangs on every experiment's control.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +15,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from router.local.processes import ManagedProcess, free_port, http_ok, poll_until
-from tests.conftest import Gateway, GatewayFactory, WorkerFactory, write_experiment
+from router.local.processes import free_port, poll_until
+from tests.conftest import Gateway, GatewayFactory, WorkerFactory, canary_yaml, write_experiment
+from tests.support import model_server, rss_mib
 
 TIMEOUT = 1.5
 CAP = 65_536
@@ -37,23 +37,18 @@ CASES = {
     "trickle": (SEED + ", health: none", "timeout", 503),
     "oip_error": (OIP, "upstream_error", 502),
     "oip_id": (OIP, "id_mismatch", 502),
+    # 60 KiB on the wire (under the cap), 60 MiB inflated.
+    "gzip_bomb_small": (SEED + ", health: none", "too_large", 502),
+    "deep_json": (SEED + ", health: none", "too_deep", 502),
+    "oip_deep": (OIP, "too_deep", 502),
 }
+PEAK_GROWTH_MIB = 100
 
 
 @pytest.fixture(scope="module")
 def misbehaving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    process = ManagedProcess(
-        "misbehaving",
-        [sys.executable, "-m", "tests.servers.misbehaving", str(port)],
-        log_path=tmp_path_factory.mktemp("misbehaving") / "server.log",
-        cwd=Path(__file__).resolve().parents[2],
-    ).start()
-    url = f"http://127.0.0.1:{port}"
-    poll_until(lambda: http_ok(f"{url}/good/v2/health/ready") or not process.alive(), 20)
-    assert process.alive(), process.output()
-    yield url
-    process.stop()
+    with model_server(tmp_path_factory.mktemp("misbehaving")) as url:
+        yield url
 
 
 def fallback_yaml(case: str, worker: str, server: str) -> str:
@@ -196,3 +191,53 @@ def test_readyz_is_false_while_a_control_cannot_answer(gateway: Gateway) -> None
     finally:
         path.unlink()
     poll_until(lambda: httpx.get(f"{gateway.url}/readyz").status_code == 200, 20, what="ready")
+
+
+def test_gzip_bombs_on_the_shadow_and_readiness_paths_stay_bounded(
+    start_gateway: GatewayFactory, start_worker: WorkerFactory, misbehaving: str, tmp_path: Path
+) -> None:
+    bomb = f"{misbehaving}/gzip_bomb"
+    mirrored = canary_yaml(
+        {"v1": start_worker("v1").url, "bomb": bomb},
+        {"v1": 100, "bomb": 0},
+        name="mirrored",
+        model="mirrored",
+        tail="shadow: {targets: [bomb], sample: 1.0}",
+    ).replace(f"url: '{bomb}'", f"url: '{bomb}', {SEED}, health: none")
+    write_experiment(tmp_path, mirrored, "mirrored.yaml")
+    gw = start_gateway(tmp_path, TURNOUT_HEALTH_INTERVAL="0.5", TURNOUT_ACCESS_LOG="false")
+    before = rss_mib(gw.process.pid, "VmRSS")
+    for i in range(8):
+        r = httpx.post(f"{gw.url}/models/mirrored/predict", json={"text": f"t{i}"}, timeout=30)
+        assert r.status_code == 200, r.text
+    poll_until(
+        lambda: shadow_errors(gw, "mirrored") >= 8, 30, what="every mirror counted as an error"
+    )
+    # An Open Inference variant that reads its readiness and metadata from the bomb.
+    meta = (
+        "name: meta\nmodel: meta\ncontrol: v1\nvariants:\n"
+        f"  v1: {{url: '{bomb}', protocol: open_inference, model: m}}\n"
+        "policy: {kind: blue_green, active: v1}\n"
+    )
+    write_experiment(tmp_path, meta, "meta.yaml")
+
+    def meta_unhealthy() -> bool:
+        items = httpx.get(f"{gw.url}/experiments").json()["experiments"]
+        return any(e["name"] == "meta" and e["upstreams"]["v1"]["healthy"] is False for e in items)
+
+    poll_until(meta_unhealthy, 30, what="the bomb's readiness to count as not ready")
+    peak = rss_mib(gw.process.pid, "VmHWM")
+    print(f"gzip bombs (shadow, readiness): RSS {before:.0f} MiB, peak {peak:.0f} MiB")
+    assert peak - before < PEAK_GROWTH_MIB
+    assert gw.process.alive() and "Traceback" not in gw.process.output()
+
+
+def shadow_errors(gateway: Gateway, experiment: str) -> float:
+    text = httpx.get(f"{gateway.url}/metrics").text
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "turnout_shadow_errors"
+        for s in family.samples
+        if s.name.endswith("_total") and s.labels["experiment"] == experiment
+    )

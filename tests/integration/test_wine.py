@@ -266,3 +266,49 @@ def test_open_inference_bad_bodies_get_clear_4xx(gateway: Gateway) -> None:
         r = httpx.post(url, json=body)
         assert r.status_code == 422, (body, r.text)
         assert reason in r.json()["detail"], r.json()
+
+
+def wine_tensor(shape: Any, data: Any, datatype: str = "FP64") -> dict[str, Any]:
+    return {"inputs": [{"name": "features", "shape": shape, "datatype": datatype, "data": data}]}
+
+
+@pytest.mark.parametrize(
+    ("shape", "reason"),
+    [
+        ([1_000_000_000], "holds 13 values"),
+        ([-1, -5], "non-negative"),
+        ("huge", "list of integers"),
+        ([1] * 100_000, "dimensions"),
+        ([1, 13.0], "list of integers"),
+        ([True, 13], "list of integers"),
+        ([2, 13], "holds 13 values"),
+        ([1, 2**70], "list of integers"),  # orjson reads an integer past 64 bits as a float
+        (None, "list of integers"),
+    ],
+)
+def test_open_inference_shapes_are_checked(gateway: Gateway, shape: Any, reason: str) -> None:
+    r = httpx.post(f"{gateway.url}/v2/models/wine/infer", json=wine_tensor(shape, [1.0] * 13))
+    assert r.status_code == 400, (shape, r.text)
+    assert r.json()["error"] == "invalid_shape" and reason in r.json()["detail"], r.json()
+
+
+def test_open_inference_shapes_that_fit_are_served(gateway: Gateway) -> None:
+    values = list(row(0).values())
+    for shape, data in (([1, 13], values), ([13], values), ([1, 13], [values])):
+        r = httpx.post(f"{gateway.url}/v2/models/wine/infer", json=wine_tensor(shape, data))
+        assert r.status_code == 200, (shape, r.text)
+    text = {"inputs": [{"name": "t", "shape": [1], "datatype": "BYTES", "data": ["hi"]}]}
+    assert httpx.post(f"{gateway.url}/v2/models/profanity/infer", json=text).status_code == 200
+
+
+def test_open_inference_deeply_nested_data_is_a_400(gateway: Gateway) -> None:
+    for depth in (1_000, 100_000):
+        deep = "[" * depth + "1.0" + "]" * depth
+        body = f'{{"inputs": [{{"name": "f", "shape": [13], "datatype": "FP64", "data": {deep}}}]}}'
+        r = httpx.post(
+            f"{gateway.url}/v2/models/wine/infer",
+            content=body,
+            headers={"content-type": "application/json"},
+        )
+        assert r.status_code == 400, (depth, r.text)
+        assert r.json()["error"] == "invalid_json" and "nested" in r.json()["detail"]

@@ -8,7 +8,6 @@ contract (a missing field, a NaN score) raises ``BadAnswer`` with a bounded reas
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Annotated, Any, Protocol
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
+from router.core import bounded_json
 from router.core.inputs import FeatureValue, InputKind
 from router.upstream.failures import BadAnswer
 from router.upstream.protocols.fields import Path, missing, parse_path, read_path, show
@@ -221,12 +221,16 @@ def from_probabilities(value: Any, threshold: float | None, where: str) -> tuple
 
 def parse_answer(body: bytes) -> Any:
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
+        return bounded_json.loads(body)
+    except bounded_json.TooDeep as exc:
+        raise BadAnswer("too_deep", f"answer is {exc}") from None
+    except bounded_json.NotJSON:
         pass
     try:  # Python's json writes NaN and Infinity: name the likely culprit, a broken score
-        json.loads(body)
-    except ValueError:
+        bounded_json.loads(body, lenient=True)
+    except bounded_json.TooDeep as exc:
+        raise BadAnswer("too_deep", f"answer is {exc}") from None
+    except bounded_json.NotJSON:
         raise BadAnswer("not_json", f"answer is not JSON: {_brief(body)}") from None
     raise BadAnswer("bad_score", "answer holds NaN or Infinity, which JSON does not allow")
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from pydantic import Field
 
+from router.core import bounded_json
+from router.core.bounded_json import flatten
 from router.upstream.failures import BadAnswer
 from router.upstream.protocols.base import (
     Call,
@@ -45,15 +46,6 @@ class OpenInferenceSettings(LabelRules):
     """Output tensor holding the label (default: from the model's metadata)."""
     score_output: str | None = Field(None, pattern=NAME)
     """Output tensor holding the score or class probabilities (default: from the metadata)."""
-
-
-def flat(data: Any) -> list[Any]:
-    if not isinstance(data, list):
-        return [data]
-    out: list[Any] = []
-    for item in data:
-        out.extend(flat(item))
-    return out
 
 
 class OpenInferenceAdapter:
@@ -128,7 +120,7 @@ class OpenInferenceAdapter:
         label: Any = None
         score: float | None = None
         if score_name is not None:
-            values = flat(_tensor(tensors, score_name).get("data"))
+            values = flatten(_tensor(tensors, score_name).get("data"))
             shape = _tensor(tensors, score_name).get("shape")
             width = shape[-1] if isinstance(shape, list) and shape else 1
             if isinstance(width, int) and width > 1:
@@ -140,7 +132,7 @@ class OpenInferenceAdapter:
             else:
                 raise BadAnswer("missing_field", f"output '{score_name}' has no data")
         if label_name is not None:
-            values = flat(_tensor(tensors, label_name).get("data"))
+            values = flatten(_tensor(tensors, label_name).get("data"))
             if not values:
                 raise BadAnswer("missing_field", f"output '{label_name}' has no data")
             label = values[0]
@@ -163,8 +155,8 @@ class OpenInferenceAdapter:
     def learn(self, body: bytes) -> None:
         """Fill what the experiment left unset from the model's metadata."""
         try:
-            meta = orjson.loads(body)
-        except orjson.JSONDecodeError:
+            meta = bounded_json.loads(body)
+        except ValueError:
             return
         if not isinstance(meta, dict):
             return
