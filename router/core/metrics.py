@@ -199,6 +199,12 @@ class GatewayMetrics:
             "Feedback waiting for its request to be recorded by some replica.",
             registry=r,
         )
+        self.feedback_hold_redis_commands = Counter(
+            "turnout_feedback_hold_redis_commands",
+            "Redis commands the feedback hold sent to learn whether held requests were "
+            "recorded; its rate over turnout_feedback_holding is the cost per held id.",
+            registry=r,
+        )
         self.client_disconnects = Counter(
             "turnout_client_disconnects",
             "Requests whose client went away before its body was read whole.",

@@ -214,6 +214,15 @@ class Settings(BaseSettings):
     """How long held feedback waits for its request to be recorded, from the request's time
     (UUIDv7 request ids carry it) or else from the feedback's arrival; a UUIDv7 id older than
     this that no replica recorded is unknown (404 at once)."""
+    feedback_clock_skew: float = Field(5.0, ge=0)
+    """Seconds a UUIDv7 request id's time may lie ahead of this replica's clock (replicas' and
+    clients' clocks differ a little). Feedback for an id no replica recorded whose time lies
+    further ahead is refused (404 ``unknown_request``), never held."""
+    feedback_hold_check_max: float = Field(2.0, gt=0)
+    """Longest wait, in seconds, between two Redis checks of one held feedback's request: it is
+    checked after ``recording_flush_interval``, then at doubling intervals up to this (and
+    once more at its deadline), so a held request id costs Redis at most one command per this
+    many seconds."""
     feedback_hold_max: int = Field(10_000, ge=1)
     """Most feedbacks a replica holds for requests not recorded yet; past it, 503
     ``feedback_hold_full``."""

@@ -11,7 +11,14 @@ refused as unknown:
   is still a duplicate), or counted ``expired`` once ``feedback_hold_seconds`` have passed
   since the request was made (a UUIDv7 request id carries its time; for any other id, since
   the feedback arrived);
-- a UUIDv7 request id older than that, which nobody recorded, is truly unknown: 404 at once.
+- a UUIDv7 request id older than that, which nobody recorded, is truly unknown: 404 at once;
+  so is one dated further in the future than ``feedback_clock_skew`` (no replica made it), and
+  no deadline lies more than ``feedback_hold_seconds`` after the feedback arrived.
+
+Each held request id is checked in Redis after ``recording_flush_interval``, then at doubling
+intervals up to ``feedback_hold_check_max`` and once more at its deadline: a held id costs Redis
+a bounded number of commands a second (``turnout_feedback_hold_redis_commands_total``), however
+many are held.
 
 At most ``feedback_hold_max`` feedbacks are held; past it, 503 ``feedback_hold_full``. Every
 held feedback ends in exactly one result of ``turnout_feedback_held_total``:
@@ -22,6 +29,7 @@ held = applied + duplicate + invalid + unknown + expired + error + shutdown +
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,6 +87,18 @@ class Held:
     """When it stops waiting for its request's attribution and counts as expired."""
 
 
+@dataclass(slots=True)
+class Due:
+    """When a held request id is next checked in Redis, and the wait before the check after."""
+
+    at: float
+    gap: float
+
+    def later(self, now: float, longest: float) -> None:
+        self.gap = min(2 * self.gap, longest)
+        self.at = now + self.gap
+
+
 @dataclass(frozen=True, slots=True)
 class HeldReply:
     """The answer to a held feedback (HTTP 202)."""
@@ -101,8 +121,11 @@ class FeedbackHold:
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
-        self._held: list[Held] = []
+        self._held: dict[int, Held] = {}
+        """In arrival order, by a number of their own (removal is O(1) however many wait)."""
+        self._numbers = itertools.count()
         self._ids: dict[str, int] = {}
+        self._due: dict[str, Due] = {}
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -119,6 +142,14 @@ class FeedbackHold:
         now = self.clock()
         limit = self.settings.feedback_hold_seconds
         made = request_time(rid)
+        skew = self.settings.feedback_clock_skew
+        if made is not None and made - now > skew:
+            raise NotFound(
+                f"no recorded request {rid!r}: its id is dated {made - now:.0f}s in the future, "
+                f"past the {skew:g}s of clock skew allowed (TURNOUT_FEEDBACK_CLOCK_SKEW), so no "
+                "replica made it",
+                code="unknown_request",
+            )
         if made is not None and now - made > limit:
             raise NotFound(
                 f"no recorded request {rid!r}: its id says it was made {now - made:.0f}s ago "
@@ -126,7 +157,7 @@ class FeedbackHold:
                 "attribution TTL)",
                 code="unknown_request",
             )
-        deadline = (made if made is not None else now) + limit
+        deadline = min(made if made is not None else now, now) + limit
         wait = min(self.settings.feedback_hold_wait, deadline - now)
         if await self._lands_within(rid, wait):
             return await self.writer.accept(feedback, now, token)
@@ -141,8 +172,11 @@ class FeedbackHold:
                 "(TURNOUT_FEEDBACK_HOLD_MAX): this one was not accepted; send it again later",
                 code="feedback_hold_full",
             )
-        self._held.append(item)
+        self._held[next(self._numbers)] = item
         self._ids[rid] = self._ids.get(rid, 0) + 1
+        if rid not in self._due:
+            first = self.settings.recording_flush_interval
+            self._due[rid] = Due(item.received + first, first)
         self.metrics.feedback_held.labels("held").inc()
         self.metrics.feedback_holding.set(len(self._held))
         if behind:
@@ -165,9 +199,11 @@ class FeedbackHold:
         while True:
             if await self._landed([rid]):
                 return True
-            if loop.time() >= end:
+            left = end - loop.time()
+            if left <= 0:
                 return False
-            await asyncio.sleep(poll)
+            await asyncio.sleep(min(poll, left))
+            poll *= 2  # most land within a flush interval; later ones cost fewer checks
 
     async def _landed(self, rids: list[str]) -> set[str]:
         """The requests whose attribution is written: the locator first names the experiment,
@@ -180,44 +216,57 @@ class FeedbackHold:
                 for rid, found in zip(rids, await pipe.execute(), strict=True)
                 if found is not None
             }
+        self.metrics.feedback_hold_redis_commands.inc(len(rids))
         if not located:
             return set()
         async with self.redis.pipeline(transaction=False) as pipe:
             for rid, experiment in located.items():
                 pipe.hexists(keys.attribution(experiment, rid), keys.TOKEN)
             written = await pipe.execute()
+        self.metrics.feedback_hold_redis_commands.inc(len(located))
         return {rid for rid, ok in zip(located, written, strict=True) if ok}
 
     # --- applying what is held ----------------------------------------------------------
-    async def sweep(self) -> None:
+    async def sweep(self, every: bool = False) -> None:
         """Apply the held feedbacks whose attribution landed (in arrival order), and expire
-        those past their deadline. A Redis that cannot be reached ends the sweep early."""
+        those past their deadline. Only the request ids due for a check, or at their deadline,
+        are looked up (``every``: all of them, at shutdown). A Redis that cannot be reached
+        ends the sweep early."""
         async with self._lock:
             if not self._held:
                 return
-            rids = list(dict.fromkeys(h.feedback.request_id for h in self._held))
-            landed = await self._landed(rids)
             now = self.clock()
-            for item in list(self._held):
+            due = [rid for rid, when in self._due.items() if every or when.at <= now]
+            ending = [h.feedback.request_id for h in self._held.values() if now >= h.deadline]
+            check = list(dict.fromkeys([*due, *ending]))
+            if not check:
+                return
+            landed = await self._landed(check)
+            longest = self.settings.feedback_hold_check_max
+            for rid in check:
+                if rid not in landed:
+                    self._due[rid].later(now, longest)
+            for number, item in list(self._held.items()):
                 rid = item.feedback.request_id
                 if rid in landed:
-                    await self._apply(item)
+                    await self._apply(number, item)
                 elif now >= item.deadline:
-                    self._settle(item, "expired", "its request was never recorded")
+                    self._settle(number, item, "expired", "its request was never recorded")
 
-    async def _apply(self, item: Held) -> None:
+    async def _apply(self, number: int, item: Held) -> None:
         feedback = item.feedback
         outcome = await apply_later(self.writer, self.metrics, feedback, item.received, item.token)
-        self._settle(item, *outcome)
+        self._settle(number, item, *outcome)
 
-    def _settle(self, item: Held, result: str, detail: str | None) -> None:
-        self._held.remove(item)
+    def _settle(self, number: int, item: Held, result: str, detail: str | None) -> None:
+        del self._held[number]
         rid = item.feedback.request_id
         left = self._ids[rid] - 1
         if left:
             self._ids[rid] = left
         else:
             del self._ids[rid]
+            del self._due[rid]
         self.metrics.feedback_held.labels(result).inc()
         self.metrics.feedback_holding.set(len(self._held))
         if detail is not None:
@@ -255,8 +304,10 @@ class FeedbackHold:
             self._task = None
         try:
             async with asyncio.timeout(self.settings.recording_shutdown_timeout):
-                await self.sweep()
+                await self.sweep(every=True)
         except (TimeoutError, RedisError):
             pass
-        for item in list(self._held):
-            self._settle(item, "shutdown", "the gateway stopped before its request was recorded")
+        for number, item in list(self._held.items()):
+            self._settle(
+                number, item, "shutdown", "the gateway stopped before its request was recorded"
+            )
