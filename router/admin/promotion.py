@@ -1,8 +1,9 @@
 """Promotion: a variant becomes the control at 100% by a safe rewrite of its experiment file.
 
-The file stays the source of truth: it is rewritten (temp file + rename), reloaded, and the
-previous text is kept in Redis so ``undo`` can restore it. A file edited since it was loaded is
-never overwritten.
+The file stays the source of truth: it is rewritten (a compare-and-swap on its content,
+``config.rewrite.replace_if_unchanged``), reloaded, and the previous text is kept in Redis so
+``undo`` can restore it. A file edited since it was loaded, even while the promotion runs, is
+never overwritten: the promotion is refused (409) instead.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from redis.exceptions import RedisError
 
 from router.config.experiments import BlueGreenPolicy
 from router.config.loader import config_version, parse_experiment
-from router.config.rewrite import promoted_yaml, write_atomically
+from router.config.rewrite import promoted_yaml, replace_if_unchanged
 from router.core import logs
 from router.core.errors import ConfigError, Conflict
 from router.flags.cache import FlagCache
@@ -50,6 +51,13 @@ class PromotionRecords:
 
     async def forget(self, experiment: str) -> None:
         await self.redis.hdel(keys.PROMOTIONS, experiment)
+
+    async def restore(self, experiment: str, record: dict[str, Any] | None) -> None:
+        """Put back what a refused rewrite replaced (the earlier promotion's, or nothing)."""
+        if record is None:
+            await self.forget(experiment)
+        else:
+            await self.save(experiment, record)
 
 
 @dataclass
@@ -93,6 +101,7 @@ class Promotions:
             old = {"control": exp.control, "policy": exp.policy.model_dump()}
             new = {"control": variant, "policy": {"kind": "blue_green", "active": variant}}
             async with self.redis_call("nothing was changed"):
+                earlier = await records.last(name)
                 await records.save(
                     name,
                     {
@@ -103,7 +112,12 @@ class Promotions:
                         "actor": actor,
                     },
                 )
-            write_atomically(path, new_text)
+            try:
+                replace_if_unchanged(path, route.config_version, new_text)
+            except Conflict:
+                async with self.redis_call("nothing was changed but the undo record"):
+                    await records.restore(name, earlier)
+                raise
             await self.table.reload()
             event = await audit(
                 store,
@@ -134,7 +148,7 @@ class Promotions:
                     code="changed_since",
                 )
             previous = str(record["previous_text"])
-            write_atomically(route.loaded.path, previous)
+            replace_if_unchanged(route.loaded.path, route.config_version, previous)
             await self.table.reload()
             async with self.redis_call("the file was restored but the undo record remains"):
                 await records.forget(name)
