@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from router.admin.promotion import Promotions, audit, current_text
+from router.admin.promotion import Promotions, audit, current_text, require_ready
 from router.config.experiments import NAME, VARIANT_MODELS, Experiment
 from router.config.loader import config_version, parse_experiment
 from router.config.rewrite import DEPLOY_MODES, deployed_yaml, replace_if_unchanged
@@ -48,6 +48,7 @@ class Deployments:
         mode: str,
         actor: str,
         reason: str,
+        force: bool = False,
     ) -> dict[str, Any]:
         if mode not in DEPLOY_MODES:
             raise InvalidInput(f"'as' must be one of {', '.join(DEPLOY_MODES)}, got {mode!r}")
@@ -81,6 +82,8 @@ class Deployments:
                             "finish or abort it first",
                             code="rollout_in_progress",
                         )
+            if mode == "rollout" and not force:  # the only mode that gives it user traffic
+                await require_ready(p.table.pool.get(url), variant)
             text = current_text(route)
             stamp = datetime.fromtimestamp(p.clock(), UTC).isoformat(timespec="seconds")
             note = (
@@ -102,7 +105,13 @@ class Deployments:
                 actor,
                 f"deploy_{mode}",
                 {"config_version": route.config_version},
-                {"version": version, "variant": variant, "url": url, "config_version": new_version},
+                {
+                    "version": version,
+                    "variant": variant,
+                    "url": url,
+                    "config_version": new_version,
+                    "forced": force,
+                },
                 reason,
             )
         return p.result(name, route.loaded.path.name, new_version, event)

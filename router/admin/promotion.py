@@ -29,8 +29,23 @@ from router.routing.steering import resolve_variant
 from router.routing.table import Route, RouteTable
 from router.storage import keys
 from router.storage.client import RedisClient
+from router.upstream.health import check_ready
+from router.upstream.pool import Upstream
 
 log = logging.getLogger("turnout.admin")
+READY_CHECK_SECONDS = 2.0
+
+
+async def require_ready(upstream: Upstream, variant: str) -> None:
+    """A version about to take traffic must answer its readiness check now (``force`` skips
+    this): promoting to a server that is down sends every request to a 503."""
+    ok = await check_ready(upstream, READY_CHECK_SECONDS)
+    if ok is False or (ok is None and not upstream.ready()):
+        raise Conflict(
+            f"{variant} ({upstream.url}) is not ready: its readiness check failed; start it "
+            'first, or force the change (--force, "force": true)',
+            code="not_ready",
+        )
 
 
 class PromotionRecords:
@@ -73,7 +88,9 @@ class Promotions:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """One file rewrite at a time per gateway (promotions and deploys share it)."""
 
-    async def promote(self, route: Route, version: str, actor: str, reason: str) -> dict[str, Any]:
+    async def promote(
+        self, route: Route, version: str, actor: str, reason: str, force: bool = False
+    ) -> dict[str, Any]:
         variant = resolve_variant(route.experiment, version)
         store = self.flags.require_store()
         records = PromotionRecords(store.redis)
@@ -84,6 +101,8 @@ class Promotions:
             policy = exp.policy
             if isinstance(policy, BlueGreenPolicy) and exp.control == policy.active == variant:
                 raise Conflict(f"{variant} is already the control at 100%", code="unchanged")
+            if not force:
+                await require_ready(route.upstreams[variant], variant)
             path = route.loaded.path
             text = current_text(route)
             stamp = datetime.fromtimestamp(self.clock(), UTC).isoformat(timespec="seconds")
@@ -99,7 +118,11 @@ class Promotions:
                 raise Conflict(f"the promoted file would be refused: {exc.detail}") from None
             new_version = config_version(new_text.encode())
             old = {"control": exp.control, "policy": exp.policy.model_dump()}
-            new = {"control": variant, "policy": {"kind": "blue_green", "active": variant}}
+            new = {
+                "control": variant,
+                "policy": {"kind": "blue_green", "active": variant},
+                "forced": force,
+            }
             async with self.redis_call("nothing was changed"):
                 earlier = await records.last(name)
                 await records.save(
