@@ -68,12 +68,13 @@ async def promote_races(
     flags = FlagCache(store, FlagDefaults(), 60.0)
     promotions = Promotions(table, flags, settings.allowed_hosts, time.time, redis_call)
     tally = RaceTally()
+    span = 0.01  # how long the last promotion took: the editor's moment falls within it
     try:
         for trial in range(trials):
             write_experiment(folder, original, "exp.yaml")
             await table.reload()
             edited = f"{original}# hand edit {trial}\n"
-            delay = rng.uniform(0, 0.004)
+            delay = rng.uniform(0, span)
 
             def editor(text: str = edited, wait: float = delay, odd: bool = trial % 2 == 1) -> None:
                 time.sleep(wait)  # a random moment of the promotion, not a synchronisation
@@ -81,11 +82,13 @@ async def promote_races(
 
             thread = threading.Thread(target=editor)
             thread.start()
+            started = time.perf_counter()
             try:
                 await promotions.promote(table.require(NAME), "v2", "ops", "race")
                 tally.promoted += 1
             except Conflict:
                 tally.refused += 1
+            span = 0.5 * span + 0.5 * (time.perf_counter() - started)
             await asyncio.to_thread(thread.join)
             tally.trials += 1
             if f"# hand edit {trial}\n" not in path.read_text(encoding="utf-8"):

@@ -22,3 +22,4 @@ def test_promotions_racing_hand_edits_lose_none(
     )
     assert tally.trials == TRIALS
     assert tally.lost == 0
+    assert tally.promoted > 0 and tally.refused > 0, tally  # both sides of the race were run
