@@ -161,7 +161,9 @@ class AdminActions:
         }
 
     # --- promotion, refused while a sample-ratio mismatch halts the experiment ------------
-    async def promote(self, route: Route, variant: str, actor: str, reason: str) -> dict[str, Any]:
+    async def promote(
+        self, route: Route, variant: str, actor: str, reason: str, force: bool = False
+    ) -> dict[str, Any]:
         state = await self.rollout_state_of(route) if self.rollout_store else None
         halted = state is not None and state.srm_status == "halt"
         if halted and state is not None and route.experiment.rollout is None:
@@ -172,7 +174,7 @@ class AdminActions:
                 "(turnout rollout status)",
                 code="srm_halted",
             )
-        return await self.promotions.promote(route, variant, actor, reason)
+        return await self.promotions.promote(route, variant, actor, reason, force)
 
     # --- rollouts: what the driver asks (router.rollout.controller.Operator) -------------
     async def rollout_rollback(self, route: Route, reason: str) -> None:

@@ -4,8 +4,10 @@ Alertmanager's webhook payload (version 4) carries a list of alerts. One labelle
 ``experiment=NAME`` and ``turnout_action=rollback|pause`` that is ``firing`` acts once: repeats of
 the same alert (Alertmanager resends until it resolves) are remembered by fingerprint and start
 time, and change nothing; ``resolved`` alerts change nothing; alerts without those labels are
-ignored. The whole payload is checked before anything acts, so a malformed one (400) or one
-naming an unknown experiment (404) changes nothing.
+ignored. However many distinct alerts of one call ask the same experiment for the same action,
+it is done once and the rest are counted (``collapsed``). The answer says ``acted`` only when
+something changed, else ``unchanged`` and why. The whole payload is checked before anything
+acts, so a malformed one (400) or one naming an unknown experiment (404) changes nothing.
 """
 
 from __future__ import annotations
@@ -100,6 +102,8 @@ def parse_payload(body: Any) -> list[AlertCall]:
 
 
 async def receive(actions: AdminActions, body: Any, actor: str, memory: int) -> dict[str, Any]:
+    """Act once per (experiment, action) of a call, however many distinct alerts ask for it:
+    the rest are counted as collapsed, so one storm cannot write thousands of audit events."""
     calls = parse_payload(body)
     routes: dict[str, Route] = {c.experiment: actions.route(c.experiment) for c in calls}
     for call in calls:
@@ -109,27 +113,55 @@ async def receive(actions: AdminActions, body: Any, actor: str, memory: int) -> 
                 code="no_rollout",
             )
     store = actions.require_rollouts()
-    results = []
+    groups: dict[tuple[str, str, str], list[AlertCall]] = {}
     for call in calls:
-        route = routes[call.experiment]
-        result = {"experiment": call.experiment, "action": call.action, "alert": call.name}
-        if call.status == "resolved":
+        groups.setdefault((call.experiment, call.action, call.status), []).append(call)
+    results = []
+    collapsed = 0
+    for (experiment, action, status), group in groups.items():
+        result: dict[str, Any] = {
+            "experiment": experiment,
+            "action": action,
+            "alert": group[0].name,
+            "alerts": len(group),
+        }
+        if status == "resolved":
             results.append({**result, "result": "resolved: nothing changes"})
             continue
-        async with redis_call("nothing was changed"):
-            first = await store.first_sight(call.experiment, call.identity, actions.clock(), memory)
-        if not first:
+        fresh = []
+        for call in group:
+            async with redis_call("nothing was changed"):
+                if await store.first_sight(experiment, call.identity, actions.clock(), memory):
+                    fresh.append(call)
+        if not fresh:
             results.append({**result, "result": "repeat: already acted on"})
             continue
-        reason = check_reason(f"Alertmanager: {call.name} {call.summary}".strip()[:400], True)
-        if call.action == "rollback":
+        collapsed += len(fresh) - 1
+        first = fresh[0]
+        reason = check_reason(f"Alertmanager: {first.name} {first.summary}".strip()[:400], True)
+        outcome = await act(actions, routes[experiment], action, actor, reason)
+        results.append({**result, "alert": first.name, "collapsed": len(fresh) - 1, **outcome})
+    return {"alerts": len(body.get("alerts", [])), "collapsed": collapsed, "calls": results}
+
+
+async def act(
+    actions: AdminActions, route: Route, action: str, actor: str, reason: str
+) -> dict[str, Any]:
+    """Do what the alert asks; ``acted`` only when something changed, else why not."""
+    state = await actions.rollout_state_of(route) if route.experiment.rollout else None
+    rolling = state is not None and state.phase in ("running", "paused", "halted")
+    if action == "rollback":
+        control = route.experiment.control
+        already = actions.flags.for_experiment(route.name).forced_variant == control
+        if not already:
             await actions.rollback(route, None, actor, reason)
-            state = await actions.rollout_state_of(route) if route.experiment.rollout else None
-            if state is not None and state.phase in ("running", "paused", "halted"):
-                await actions.rollout_command(route, "rollback", actor, reason)
-        else:
-            state = await actions.rollout_state_of(route)
-            if state.phase == "running":
-                await actions.rollout_command(route, "pause", actor, reason)
-        results.append({**result, "result": "acted"})
-    return {"alerts": len(body.get("alerts", [])), "calls": results}
+        if rolling:
+            await actions.rollout_command(route, "rollback", actor, reason)
+        if already and not rolling:
+            return {"result": f"unchanged: already rolled back to {control}"}
+        return {"result": "acted"}
+    if state is not None and state.phase == "running":
+        await actions.rollout_command(route, "pause", actor, reason)
+        return {"result": "acted"}
+    phase = state.phase if state is not None else "unknown"
+    return {"result": f"unchanged: the rollout is {phase}, not running"}

@@ -1,9 +1,10 @@
 """Deploys: a registered version brought into an experiment by a safe rewrite of its file.
 
 ``turnout retrain --deploy`` asks for them. Like a promotion, the file stays the source of
-truth: a file edited since it was loaded is never overwritten, the new file must load, and the
-change is an audit event. ``rollout`` needs settings: the experiment's ``retrain.rollout``, else
-its own ``rollout`` block's; it is refused while another rollout is in progress.
+truth: a file edited since it was loaded, even during the deploy, is never overwritten, the
+new file must load, and the change is an audit event. ``rollout`` needs settings: the
+experiment's ``retrain.rollout``, else its own ``rollout`` block's; it is refused while
+another rollout is in progress.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from router.admin.promotion import Promotions, audit, current_text
+from router.admin.promotion import Promotions, audit, current_text, require_ready
 from router.config.experiments import NAME, VARIANT_MODELS, Experiment
 from router.config.loader import config_version, parse_experiment
-from router.config.rewrite import DEPLOY_MODES, deployed_yaml, write_atomically
+from router.config.rewrite import DEPLOY_MODES, deployed_yaml, replace_if_unchanged
 from router.core.errors import ConfigError, Conflict, InvalidInput, cut, echo
 from router.rollout.state import ACTIVE, RolloutState
 from router.routing.table import Route
@@ -47,6 +48,7 @@ class Deployments:
         mode: str,
         actor: str,
         reason: str,
+        force: bool = False,
     ) -> dict[str, Any]:
         if mode not in DEPLOY_MODES:
             raise InvalidInput(f"'as' must be one of {', '.join(DEPLOY_MODES)}, got {echo(mode)}")
@@ -80,6 +82,8 @@ class Deployments:
                             "finish or abort it first",
                             code="rollout_in_progress",
                         )
+            if mode == "rollout" and not force:  # the only mode that gives it user traffic
+                await require_ready(p.table.pool.get(url), variant)
             text = current_text(route)
             stamp = datetime.fromtimestamp(p.clock(), UTC).isoformat(timespec="seconds")
             note = (
@@ -93,7 +97,7 @@ class Deployments:
             except ConfigError as exc:
                 raise Conflict(f"the deployed file would be refused: {exc.detail}") from None
             new_version = config_version(new_text.encode())
-            write_atomically(route.loaded.path, new_text)
+            replace_if_unchanged(route.loaded.path, route.config_version, new_text)
             await p.table.reload()
             event = await audit(
                 store,
@@ -101,7 +105,13 @@ class Deployments:
                 actor,
                 f"deploy_{mode}",
                 {"config_version": route.config_version},
-                {"version": version, "variant": variant, "url": url, "config_version": new_version},
+                {
+                    "version": version,
+                    "variant": variant,
+                    "url": url,
+                    "config_version": new_version,
+                    "forced": force,
+                },
                 reason,
             )
         return p.result(name, route.loaded.path.name, new_version, event)

@@ -1,8 +1,9 @@
 """Promotion: a variant becomes the control at 100% by a safe rewrite of its experiment file.
 
-The file stays the source of truth: it is rewritten (temp file + rename), reloaded, and the
-previous text is kept in Redis so ``undo`` can restore it. A file edited since it was loaded is
-never overwritten.
+The file stays the source of truth: it is rewritten (a compare-and-swap on its content,
+``config.rewrite.replace_if_unchanged``), reloaded, and the previous text is kept in Redis so
+``undo`` can restore it. A file edited since it was loaded, even while the promotion runs, is
+never overwritten: the promotion is refused (409) instead.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from redis.exceptions import RedisError
 
 from router.config.experiments import BlueGreenPolicy
 from router.config.loader import config_version, parse_experiment
-from router.config.rewrite import promoted_yaml, write_atomically
+from router.config.rewrite import promoted_yaml, replace_if_unchanged
 from router.core import logs
 from router.core.errors import ConfigError, Conflict
 from router.flags.cache import FlagCache
@@ -28,8 +29,23 @@ from router.routing.steering import resolve_variant
 from router.routing.table import Route, RouteTable
 from router.storage import keys
 from router.storage.client import RedisClient
+from router.upstream.health import check_ready
+from router.upstream.pool import Upstream
 
 log = logging.getLogger("turnout.admin")
+READY_CHECK_SECONDS = 2.0
+
+
+async def require_ready(upstream: Upstream, variant: str) -> None:
+    """A version about to take traffic must answer its readiness check now (``force`` skips
+    this): promoting to a server that is down sends every request to a 503."""
+    ok = await check_ready(upstream, READY_CHECK_SECONDS)
+    if ok is False or (ok is None and not upstream.ready()):
+        raise Conflict(
+            f"{variant} ({upstream.url}) is not ready: its readiness check failed; start it "
+            'first, or force the change (--force, "force": true)',
+            code="not_ready",
+        )
 
 
 class PromotionRecords:
@@ -51,6 +67,13 @@ class PromotionRecords:
     async def forget(self, experiment: str) -> None:
         await self.redis.hdel(keys.PROMOTIONS, experiment)
 
+    async def restore(self, experiment: str, record: dict[str, Any] | None) -> None:
+        """Put back what a refused rewrite replaced (the earlier promotion's, or nothing)."""
+        if record is None:
+            await self.forget(experiment)
+        else:
+            await self.save(experiment, record)
+
 
 @dataclass
 class Promotions:
@@ -65,7 +88,9 @@ class Promotions:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """One file rewrite at a time per gateway (promotions and deploys share it)."""
 
-    async def promote(self, route: Route, version: str, actor: str, reason: str) -> dict[str, Any]:
+    async def promote(
+        self, route: Route, version: str, actor: str, reason: str, force: bool = False
+    ) -> dict[str, Any]:
         variant = resolve_variant(route.experiment, version)
         store = self.flags.require_store()
         records = PromotionRecords(store.redis)
@@ -76,6 +101,8 @@ class Promotions:
             policy = exp.policy
             if isinstance(policy, BlueGreenPolicy) and exp.control == policy.active == variant:
                 raise Conflict(f"{variant} is already the control at 100%", code="unchanged")
+            if not force:
+                await require_ready(route.upstreams[variant], variant)
             path = route.loaded.path
             text = current_text(route)
             stamp = datetime.fromtimestamp(self.clock(), UTC).isoformat(timespec="seconds")
@@ -91,8 +118,13 @@ class Promotions:
                 raise Conflict(f"the promoted file would be refused: {exc.detail}") from None
             new_version = config_version(new_text.encode())
             old = {"control": exp.control, "policy": exp.policy.model_dump()}
-            new = {"control": variant, "policy": {"kind": "blue_green", "active": variant}}
+            new = {
+                "control": variant,
+                "policy": {"kind": "blue_green", "active": variant},
+                "forced": force,
+            }
             async with self.redis_call("nothing was changed"):
+                earlier = await records.last(name)
                 await records.save(
                     name,
                     {
@@ -103,7 +135,12 @@ class Promotions:
                         "actor": actor,
                     },
                 )
-            write_atomically(path, new_text)
+            try:
+                replace_if_unchanged(path, route.config_version, new_text)
+            except Conflict:
+                async with self.redis_call("nothing was changed but the undo record"):
+                    await records.restore(name, earlier)
+                raise
             await self.table.reload()
             event = await audit(
                 store,
@@ -134,7 +171,7 @@ class Promotions:
                     code="changed_since",
                 )
             previous = str(record["previous_text"])
-            write_atomically(route.loaded.path, previous)
+            replace_if_unchanged(route.loaded.path, route.config_version, previous)
             await self.table.reload()
             async with self.redis_call("the file was restored but the undo record remains"):
                 await records.forget(name)

@@ -38,6 +38,13 @@ def _value(body: dict[str, Any]) -> object:
     return body["value"]
 
 
+def _force(body: dict[str, Any]) -> bool:
+    value = body.get("force", False)
+    if not isinstance(value, bool):
+        raise InvalidInput("'force' must be true or false")
+    return value
+
+
 def build_admin_router(
     actions: AdminActions,
     tokens: AdminTokens,
@@ -132,7 +139,7 @@ def build_admin_router(
         assert version is not None
         variant = resolve_variant(route.experiment, version)
         reason = check_reason(body.get("reason"), True)
-        return json_response(await actions.promote(route, variant, actor, reason))
+        return json_response(await actions.promote(route, variant, actor, reason, _force(body)))
 
     @router.post("/experiments/{name}/promote/undo")
     async def undo_promote(request: Request, name: str, actor: str = Actor) -> Response:
@@ -150,7 +157,9 @@ def build_admin_router(
         variant = _string(body, "variant", required=False) or version
         reason = check_reason(body.get("reason"), True)
         return json_response(
-            await actions.deployments.deploy(route, version, variant, url, mode, actor, reason)
+            await actions.deployments.deploy(
+                route, version, variant, url, mode, actor, reason, _force(body)
+            )
         )
 
     @router.post("/experiments/{name}/rollout/{command}")

@@ -160,6 +160,12 @@ def promote(
     undo: Annotated[
         bool, typer.Option("--undo", help="Restore the file before the last promotion.")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Promote even if the version fails its readiness check (audited)."
+        ),
+    ] = False,
     url: UrlOption = None,
     token: TokenOption = None,
     as_json: JsonOption = False,
@@ -175,7 +181,8 @@ def promote(
         data = gateway.call("POST", path, body={"reason": reason})
     else:
         path = f"/admin/experiments/{name}/promote"
-        data = gateway.call("POST", path, body={"version": version, "reason": reason})
+        body = {"version": version, "reason": reason, "force": force}
+        data = gateway.call("POST", path, body=body)
     if as_json:
         print_json(data)
         return

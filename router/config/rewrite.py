@@ -11,7 +11,8 @@ from typing import Any
 
 import yaml
 
-from router.core.errors import ConfigError
+from router.config.loader import config_version
+from router.core.errors import ConfigError, Conflict
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]+")
 
@@ -37,21 +38,49 @@ def promoted_yaml(text: str, variant: str, note: str) -> str:
     return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Temp file in the same folder, fsync, rename: readers see the old file or the new one."""
+def replace_if_unchanged(path: Path, expected_version: str, text: str) -> None:
+    """Compare-and-swap on the file's content: ``text`` replaces ``path`` only while the file
+    still hashes to ``expected_version``; otherwise ``Conflict`` (409, ``changed_since``) and
+    whatever an editor saved stays.
+
+    Checking and then renaming would leave a gap an editor's save can fall into. Instead the
+    file is first renamed aside (atomic), so from then on a save lands either in the inode set
+    aside (an in-place write, which truncates it: the check sees it) or in a new file at
+    ``path`` (a rename, or a write after ours began: the final no-clobber link sees it).
+    """
+    moved = Conflict(
+        f"{path.name} changed since it was loaded; reload (POST /admin/reload) and retry",
+        code="changed_since",
+    )
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    aside = Path(f"{tmp}.was")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+            os.rename(path, aside)
+        except FileNotFoundError:
+            raise moved from None
+        if config_version(aside.read_bytes()) != expected_version:
+            _put_back(aside, path)
+            raise moved
+        try:
+            os.link(tmp, path)  # never replaces: a file saved at ``path`` meanwhile wins
+        except FileExistsError:
+            raise moved from None
+    finally:
+        for leftover in (tmp, aside):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
+
+
+def _put_back(aside: Path, path: Path) -> None:
+    """The edited file set aside returns, unless an even newer save took its place."""
+    with contextlib.suppress(FileExistsError):
+        os.link(aside, path)
 
 
 DEPLOY_MODES = ("variant", "shadow", "rollout")

@@ -8,11 +8,12 @@ and the page's fragments from ``/ui/api/...`` without reloading. Every action go
 
 from __future__ import annotations
 
+import posixpath
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
@@ -70,10 +71,20 @@ def wants_json(request: Request) -> bool:
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after signing in: a console path on this host, nothing else."""
-    if target and target.startswith(f"{PREFIX}/") and not target.startswith("//"):
-        return target
-    return f"{PREFIX}/"
+    """Where to go after signing in: a console path on this host, nothing else. The path is
+    normalized first (a browser resolves ``..``, even percent-encoded, before it asks), so
+    ``/ui/../admin`` cannot lead out of the console."""
+    home = f"{PREFIX}/"
+    if not target or "\\" in target:
+        return home
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/"):
+        return home
+    decoded = unquote(parts.path)
+    path = posixpath.normpath(decoded) + ("/" if decoded.endswith("/") else "")
+    if path.startswith("//") or not path.startswith(home):
+        return home
+    return quote(path) + (f"?{parts.query}" if parts.query else "")
 
 
 async def read_form(request: Request) -> dict[str, str]:

@@ -646,3 +646,25 @@ def test_no_tokens_admin_off_and_redis_down_keeps_flags(
         assert {(r.status_code, r.json()["variant"]) for r in bodies} == {(200, "v1")}
     finally:
         lone_redis.start()
+
+
+def test_an_alert_storm_acts_once_and_says_what_it_collapsed(cluster: Cluster) -> None:
+    def alert(i: int, **extra: Any) -> dict[str, Any]:
+        labels = {"alertname": f"Storm{i}", "experiment": NAME, "turnout_action": "rollback"}
+        return {"status": "firing", "labels": labels, "startsAt": "2026-11-30T10:00:00Z", **extra}
+
+    before = cluster.redis.xlen(keys.AUDIT)
+    storm = [alert(i, fingerprint=f"fp{i:05d}") for i in range(3000)]
+    r = admin(cluster.a, "POST", "/admin/alertmanager", json={"version": "4", "alerts": storm})
+    assert r.status_code == 200, r.text
+    assert cluster.redis.xlen(keys.AUDIT) - before == 1
+    body = r.json()
+    assert (body["alerts"], body["collapsed"]) == (3000, 2999)
+    assert [(c["result"], c["alerts"]) for c in body["calls"]] == [("acted", 3000)]
+    # A new alert with no fingerprint finds the experiment already rolled back: nothing changes,
+    # and the answer says so.
+    r = admin(cluster.a, "POST", "/admin/alertmanager", json={"alerts": [alert(-1)]})
+    assert r.status_code == 200, r.text
+    assert r.json()["calls"][0]["result"].startswith("unchanged: already rolled back"), r.text
+    assert cluster.redis.xlen(keys.AUDIT) == before + 1
+    cluster.redis.delete(keys.alerts_seen(NAME))

@@ -177,3 +177,25 @@ def test_a_variant_name_taken_by_another_server(setup: Setup) -> None:
     assert setup.file("bare").read_text() == before
     missing = deploy(setup, "nope", version="v1", url=other, reason="x", **{"as": "shadow"})
     assert missing.status_code == 404
+
+
+def test_deploy_as_rollout_of_a_server_that_is_down_is_refused_unless_forced(
+    setup: Setup,
+) -> None:
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    text = WITH_SETTINGS.format(name="downed", model="m4", v1=setup.worker)
+    write_experiment(setup.folder, text, "downed.yaml")
+    poll_until(
+        lambda: "downed" in httpx.get(f"{setup.url}/experiments", timeout=5).text,
+        10,
+        what="the new file",
+    )
+    refused = deploy(setup, "downed", version="v9", url=down, reason="r", **{"as": "rollout"})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"] == "not_ready"
+    assert "v9" not in setup.file("downed").read_text()
+    forced = deploy(
+        setup, "downed", version="v9", url=down, reason="r", force=True, **{"as": "rollout"}
+    )
+    assert forced.status_code == 200, forced.text
+    assert forced.json()["event"]["new"]["forced"] is True

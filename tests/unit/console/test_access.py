@@ -7,6 +7,7 @@ from starlette.requests import Request
 
 from router.admin.auth import AdminTokens
 from router.console.access import COOKIE, Access, Forbidden, resolve_mode
+from router.console.routes import safe_next
 from router.core.errors import Unauthorized
 
 NOW = 1_800_000_000.0
@@ -125,3 +126,22 @@ def test_views_are_open_only_in_open_mode() -> None:
     token_mode = Access(TOKENS, "token", 60)
     assert not token_mode.may_view(request(), NOW)
     assert token_mode.may_view(request(authorization="Bearer alice-secret-token"), NOW)
+
+
+@pytest.mark.parametrize(
+    ("asked", "followed"),
+    [
+        ("/ui/experiments/e?tab=flags", "/ui/experiments/e?tab=flags"),
+        ("/ui/a/./b", "/ui/a/b"),
+        ("/ui/../admin/flags", "/ui/"),
+        ("/ui/%2e%2e/admin/flags", "/ui/"),
+        ("/ui/x/../../admin", "/ui/"),
+        ("/ui\\..\\admin", "/ui/"),
+        ("//evil.example/ui/", "/ui/"),
+        ("https://evil.example/ui/", "/ui/"),
+        ("/uix/secret", "/ui/"),
+        (None, "/ui/"),
+    ],
+)
+def test_next_is_normalized_and_stays_in_the_console(asked: str | None, followed: str) -> None:
+    assert safe_next(asked) == followed

@@ -12,9 +12,9 @@ import yaml
 from router.admin.auth import AdminTokens
 from router.cli.replay import parse_label_map, read_rows
 from router.config.experiments import BlueGreenPolicy, Experiment
-from router.config.loader import parse_experiment
-from router.config.rewrite import promoted_yaml, write_atomically
-from router.core.errors import ConfigError, InvalidInput
+from router.config.loader import config_version, parse_experiment
+from router.config.rewrite import promoted_yaml, replace_if_unchanged
+from router.core.errors import ConfigError, Conflict, InvalidInput
 from router.core.settings import PROJECT_ROOT
 from router.flags.values import BUILTIN, ExperimentFlags, FlagDefaults, load_defaults
 from router.routing.policies import build_policy
@@ -227,16 +227,29 @@ def test_promoting_the_only_shadow_drops_the_shadow(tmp_path: Path) -> None:
     assert parse_experiment(text, tmp_path / "e.yaml").experiment.shadow is None
 
 
-def test_write_atomically_replaces_the_file(tmp_path: Path) -> None:
+def test_replace_if_unchanged_replaces_the_file(tmp_path: Path) -> None:
     path = tmp_path / "exp.yaml"
     path.write_text("old")
     path.chmod(0o640)
     inode = path.stat().st_ino
-    write_atomically(path, "new")
+    replace_if_unchanged(path, config_version(b"old"), "new")
     assert path.read_text() == "new"
     assert path.stat().st_ino != inode
     assert path.stat().st_mode & 0o777 == 0o640
     assert [p.name for p in tmp_path.iterdir()] == ["exp.yaml"]
+
+
+def test_replace_if_unchanged_refuses_a_moved_file(tmp_path: Path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text("edited by hand")
+    with pytest.raises(Conflict, match="changed since it was loaded"):
+        replace_if_unchanged(path, config_version(b"old"), "new")
+    assert path.read_text() == "edited by hand"
+    assert [p.name for p in tmp_path.iterdir()] == ["exp.yaml"]
+    path.unlink()
+    with pytest.raises(Conflict):
+        replace_if_unchanged(path, config_version(b"old"), "new")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_label_map_and_rows(tmp_path: Path) -> None:
