@@ -29,6 +29,7 @@ from router.core.state import StateFolder
 from router.drift.runtime import DriftVerdicts
 from router.flags.cache import FlagCache
 from router.gateway.drift_routes import drift_router
+from router.gateway.host_guard import HostGuard
 from router.gateway.mirror import ShadowMirror
 from router.gateway.open_inference import open_inference_router
 from router.gateway.outcome_routes import outcomes_router
@@ -219,6 +220,7 @@ def create_app(
     errors = install_error_handlers(app, on_client_gone=metrics.client_disconnects.inc, page=page)
     # The hot path skips FastAPI's routing; these two routes stay for what it does not take.
     app.add_middleware(PredictRoute, pipeline=pipeline, errors=errors)
+    app.add_middleware(HostGuard, trusted=settings.trusted_hosts, errors=errors)
 
     @app.post("/predict")
     async def predict_default(request: Request) -> Response:
