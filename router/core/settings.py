@@ -419,6 +419,10 @@ class Settings(BaseSettings):
     """Seconds between the console's live refreshes of a page's data."""
     ui_session_ttl: int = Field(8 * 3600, ge=60)
     """Seconds a console session (the admin token entered once) lasts."""
+    ui_signout_refresh_interval: float = Field(5.0, gt=0)
+    """Seconds between a replica's full reads of the console's signed-out sessions (a sign-out
+    also arrives by pub/sub at once): the longest another replica may still accept a
+    signed-out cookie if the pub/sub message is lost."""
 
     @field_validator("feedback_secret")
     @classmethod

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import httpx
 import pytest
 
+from router.local.processes import poll_until
 from router.local.redis_server import RedisTopology
 from tests.conftest import Gateway, GatewayFactory
 
@@ -107,3 +109,22 @@ def test_the_public_routes_answer_any_host(replicas: tuple[Gateway, Gateway]) ->
         f"{gateway.url}/predict", json={"text": "hi"}, headers=headers, timeout=10.0
     )
     assert predict.status_code != 400 or "untrusted_host" not in predict.text
+
+
+# --- sign-out ---------------------------------------------------------------------------------
+def test_a_signed_out_cookie_is_refused_on_this_replica_and_the_other(
+    replicas: tuple[Gateway, Gateway],
+) -> None:
+    here, there = replicas
+    cookie, csrf = sign_in(here)
+    kept, kept_csrf = sign_in(here)  # another session of the same token
+    assert views(here, cookie) == 200 and views(there, cookie) == 200
+    assert sign_out(here, cookie, csrf).status_code == 303
+    assert views(here, cookie) == 401, "the copied cookie still views on the same replica"
+    assert sign_out(here, cookie, csrf).status_code == 401, "and still acts"
+    started = time.monotonic()
+    poll_until(lambda: views(there, cookie) == 401, 5, what="the other replica refusing it")
+    print(f"other replica refused the signed-out cookie after {time.monotonic() - started:.3f} s")
+    assert sign_out(there, cookie, csrf).status_code == 401
+    assert views(here, kept) == 200 and views(there, kept) == 200, "only that session ended"
+    assert sign_out(there, kept, kept_csrf).status_code == 303
