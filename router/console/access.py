@@ -3,7 +3,8 @@
 The admin token is typed once into the login form (a POST body, never a URL). The session
 cookie holds the token's *name*, an expiry and a nonce, signed with a key derived from that
 token (``AdminTokens.derived_key``): any replica with the same tokens accepts it, the token
-itself is never in it, and removing the token ends its sessions. The cookie is HttpOnly,
+itself is never in it, and removing the token ends its sessions. Signing out ends one
+session (its nonce) on every replica (``router.console.signout``). The cookie is HttpOnly,
 SameSite=Strict and scoped to ``/ui``. Every form carries a CSRF token derived from the
 session, and every POST from another origin (``Origin``, ``Sec-Fetch-Site``) is refused, since
 another port on the same host is the same *site* to a browser. Scripts may instead send
@@ -24,7 +25,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from router.admin.auth import AdminTokens
-from router.core.errors import TurnoutError, Unauthorized
+from router.console.signout import SignOuts
+from router.core.errors import TurnoutError, Unauthorized, Unavailable
 
 Mode = Literal["open", "token", "off"]
 COOKIE = "turnout_console"
@@ -71,10 +73,17 @@ def _unb64(text: str) -> bytes:
 
 
 class Access:
-    def __init__(self, tokens: AdminTokens, mode: Mode, session_ttl: int) -> None:
+    def __init__(
+        self,
+        tokens: AdminTokens,
+        mode: Mode,
+        session_ttl: int,
+        signouts: SignOuts | None = None,
+    ) -> None:
         self.tokens = tokens
         self.mode = mode
         self.session_ttl = session_ttl
+        self.signouts = signouts or SignOuts(None, session_ttl=session_ttl)
 
     # --- sessions -----------------------------------------------------------------------
     def _sign(self, actor: str, payload: str, what: str) -> str | None:
@@ -105,6 +114,8 @@ class Access:
             return None
         expected = self._sign(actor, payload, "session")
         if expected is None or not hmac.compare_digest(expected, signature) or expires < now:
+            return None
+        if self.signouts.ended(nonce):
             return None
         csrf = self._sign(actor, nonce, "csrf")
         assert csrf is not None
@@ -146,9 +157,12 @@ class Access:
     def may_view(self, request: Request, now: float) -> bool:
         return self.mode == "open" or self.viewer(request, now) is not None
 
-    def actor_for_action(self, request: Request, form_csrf: str | None, now: float) -> str:
+    def actor_for_action(
+        self, request: Request, form_csrf: str | None, now: float, signing_out: bool = False
+    ) -> str:
         """The token name allowed to act, or a refusal: 403 from another origin, 401 without a
-        valid token, 403 with a session but no matching CSRF token."""
+        valid token, 403 with a session but no matching CSRF token, 503 for a session while
+        this replica cannot know of sign-outs elsewhere (signing out itself always may)."""
         refuse_cross_site(request)
         actor = self.header_actor(request)
         if actor is not None:
@@ -161,6 +175,12 @@ class Access:
         given = form_csrf or request.headers.get("x-csrf-token") or ""
         if not hmac.compare_digest(given.encode(), session.csrf.encode()):
             raise Forbidden("the form's CSRF token is missing or stale: reload the page")
+        if not signing_out and not self.signouts.current():
+            raise Unavailable(
+                "Redis is unreachable, so a sign-out on another replica cannot be checked: "
+                "console sessions may view but not act; use Authorization: Bearer <token>",
+                code="sessions_unchecked",
+            )
         return session.actor
 
 

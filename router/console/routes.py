@@ -216,7 +216,11 @@ def mount_console(app: FastAPI, data: ConsoleData, access: Access) -> ErrorPage:
     @router.post("/logout")
     async def logout(request: Request) -> Response:
         form = await read_form(request)
-        access.actor_for_action(request, form.get("csrf"), clock())
+        now = clock()
+        access.actor_for_action(request, form.get("csrf"), now, signing_out=True)
+        session = access.session(request, now)
+        if session is not None:  # a bearer token alone has no session to end
+            await access.signouts.sign_out(session.nonce, session.expires)
         response = RedirectResponse(f"{PREFIX}/", status_code=303)
         access.clear_cookie(response, request)
         return response

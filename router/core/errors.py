@@ -50,6 +50,12 @@ class Unauthorized(TurnoutError):
     code = "unauthorized"
 
 
+class UntrustedHost(BadRequest):
+    """The console or admin API asked for by a name not in ``TURNOUT_TRUSTED_HOSTS``."""
+
+    code = "untrusted_host"
+
+
 class Forbidden(TurnoutError):
     """A valid credential without the scope the action needs."""
 

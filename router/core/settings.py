@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     """First worker port of ``turnout up``; versions take consecutive ports in version order."""
     allowed_hosts: list[str] = ["127.0.0.1", "localhost", "::1"]
     """Hosts that experiment upstream URLs may point at (anything else is refused at load)."""
+    trusted_hosts: list[str] = ["localhost", "127.0.0.1", "::1"]
+    """Names (the ``Host`` header, port ignored) the console (``/ui``) and admin API
+    (``/admin``) answer to; others get 400. It stops a DNS-rebinding page from reading a
+    loopback console. Add the name the gateway is reached by (a compose service, an ingress
+    host); ``*`` accepts any name, behind a proxy that checks ``Host`` itself. Not
+    ``TURNOUT_ALLOWED_HOSTS``, which is about the upstream URLs experiments may call."""
     redis_url: str | None = None
     """Redis to use. Unset: ``turnout up`` starts an embedded redis-server, and ``turnout
     gateway`` joins the running local stack's (from the state folder) or refuses to start."""
@@ -413,6 +419,10 @@ class Settings(BaseSettings):
     """Seconds between the console's live refreshes of a page's data."""
     ui_session_ttl: int = Field(8 * 3600, ge=60)
     """Seconds a console session (the admin token entered once) lasts."""
+    ui_signout_refresh_interval: float = Field(5.0, gt=0)
+    """Seconds between a replica's full reads of the console's signed-out sessions (a sign-out
+    also arrives by pub/sub at once): the longest another replica may still accept a
+    signed-out cookie if the pub/sub message is lost."""
 
     @field_validator("feedback_secret")
     @classmethod

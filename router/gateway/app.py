@@ -20,6 +20,7 @@ from router.bandit.runtime import BanditRuntime
 from router.capture.writer import CaptureSink, CaptureWriter
 from router.console.access import Access, resolve_mode
 from router.console.routes import mount_console
+from router.console.signout import SignOuts
 from router.console.views import ConsoleData
 from router.core import logs
 from router.core.http import freeze_startup_objects, install_error_handlers
@@ -29,6 +30,7 @@ from router.core.state import StateFolder
 from router.drift.runtime import DriftVerdicts
 from router.flags.cache import FlagCache
 from router.gateway.drift_routes import drift_router
+from router.gateway.host_guard import HostGuard
 from router.gateway.mirror import ShadowMirror
 from router.gateway.open_inference import open_inference_router
 from router.gateway.outcome_routes import outcomes_router
@@ -104,6 +106,7 @@ def create_app(
     flags = FlagCache.from_settings(settings, metrics, clock)
     bandits = BanditRuntime.from_settings(settings, table, flags, metrics, clock)
     tokens = AdminTokens.from_settings(settings)
+    signouts = SignOuts.from_settings(settings, clock)
     capture = CaptureWriter(settings, metrics, clock)
     mirror = ShadowMirror(
         CaptureSink(recorder, capture, table), metrics, settings.shadow_max_in_flight, clock
@@ -171,6 +174,7 @@ def create_app(
         await flags.prime()
         await bandits.prime()
         await rollouts.prime()
+        await signouts.prime()
         jobs = [
             health_loop(pool, settings.health_interval, settings.health_misses),
             table.watch(settings.reload_poll_interval, settings.watch_files),
@@ -178,6 +182,7 @@ def create_app(
             bandits.run(),
             rollouts.run(),
             drift.run(),
+            signouts.run(),
         ]
         if controller is not None:
             jobs.append(controller.run())
@@ -208,6 +213,7 @@ def create_app(
             await flags.close()
             await bandits.close()
             await drift.close()
+            await signouts.close()
 
     app = FastAPI(title="turnout gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     page = None
@@ -215,10 +221,11 @@ def create_app(
     if mode != "off":  # the console, mounted first so its pages render its errors
         redis = recorder.redis if isinstance(recorder, RedisRecorder) else None
         data = ConsoleData(settings, actions, redis, bandits, clock)
-        page = mount_console(app, data, Access(tokens, mode, settings.ui_session_ttl))
+        page = mount_console(app, data, Access(tokens, mode, settings.ui_session_ttl, signouts))
     errors = install_error_handlers(app, on_client_gone=metrics.client_disconnects.inc, page=page)
     # The hot path skips FastAPI's routing; these two routes stay for what it does not take.
     app.add_middleware(PredictRoute, pipeline=pipeline, errors=errors)
+    app.add_middleware(HostGuard, trusted=settings.trusted_hosts, errors=errors)
 
     @app.post("/predict")
     async def predict_default(request: Request) -> Response:

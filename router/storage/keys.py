@@ -234,6 +234,11 @@ FLAGS: Final = f"{PREFIX}:{OPS_TAG}:flags"
 FLAGS_CHANNEL: Final = f"{PREFIX}:flags:changed"
 
 
+CONSOLE_SIGNED_OUT: Final = f"{PREFIX}:{OPS_TAG}:console:signed-out"
+"""Console sessions signed out before their expiry: a sorted set, session id -> its expiry."""
+CONSOLE_SIGNED_OUT_CHANNEL: Final = f"{PREFIX}:console:signed-out"
+
+
 def flag_field(experiment: str, flag: str) -> str:
     """The field of one experiment's flag in the ``FLAGS`` hash (its value is JSON)."""
     return f"{experiment}/{flag}"
