@@ -75,17 +75,24 @@ def validate(
             exp = item.experiment
             found = run_probe(exp, timeout, settings.max_text_chars) if exp.sample_input else None
             probes[exp.name] = found
-            result["probe"] = None if found is None else [vars(p) for p in found]
-    failed = [p for found in probes.values() for p in found or [] if not p.ok]
+            result["probe"] = None if found is None else [vars(p) | {"ok": p.ok} for p in found]
+    for result in results:
+        # The verdict printed is the one the exit code gives: a failed probe fails the file.
+        found = probes.get(result["name"]) or []
+        result["verdict"] = "ok" if all(p.ok for p in found) else "probe_failed"
+    passed = [r for r in results if r["verdict"] == "ok"]
+    failed = [r for r in results if r["verdict"] != "ok"]
     if as_json:
-        print(json.dumps({"ok": results, "errors": errors}, indent=2, default=str))
+        verdicts = {"ok": passed, "failed": failed, "errors": errors}
+        print(json.dumps(verdicts, indent=2, default=str))
     for item, result in zip(loaded, results, strict=True):
         if as_json:
             break
         exp = item.experiment
         shares: dict[str, float] = result["dry_run_share"]
+        verdict = "[green]ok[/green]" if result["verdict"] == "ok" else "[red]failed[/red]"
         console.print(
-            f"[green]ok[/green] {escape(str(item.path))}: {exp.name} ({exp.policy.kind}, "
+            f"{verdict} {escape(str(item.path))}: {exp.name} ({exp.policy.kind}, "
             f"model {exp.model}, config {item.config_version})",
             highlight=False,
         )

@@ -15,7 +15,7 @@ from typing import Protocol
 from router.core.metrics import LATENCY_BUCKETS, SCORE_DELTA_BUCKETS
 from router.storage import keys
 from router.storage.codec import dumps, flatten, num
-from router.storage.scripts import UNIT_FEEDBACK_OP, UNIT_OP, Command
+from router.storage.scripts import SHADOW_LABEL_OP, UNIT_FEEDBACK_OP, UNIT_OP, Command
 
 LATENCY_BOUNDS_MS: tuple[float, ...] = tuple(b * 1000.0 for b in LATENCY_BUCKETS)
 
@@ -497,15 +497,11 @@ class ShadowComparison:
         if self.compared and not self.agree:
             commands.append(("XADD", keys.disagreements(self.experiment), (*cap, *flat)))
         if self.shadow_label is not None:
-            # Feedback on the request later scores the shadow's label too (same requests).
-            field = keys.SHADOW_LABEL + self.shadow
-            commands.append(
-                (
-                    "HSET",
-                    keys.attribution(self.experiment, self.request_id),
-                    (field, dumps(self.shadow_label)),
-                )
-            )
+            # Labelled feedback on the request scores the shadow's label too, whichever of
+            # the two reaches Redis first (``router.storage.scripts``).
+            pair = keys.shadow_counters(self.experiment, self.primary, self.shadow)
+            where = keys.attribution(self.experiment, self.request_id)
+            commands.append((SHADOW_LABEL_OP, where, (pair, self.shadow, dumps(self.shadow_label))))
         return commands
 
     def count(self, tally: Tally) -> None:

@@ -265,7 +265,10 @@ class FeedbackWriter:
         table = KeyTable()
         table.ref(where)
         args = [token, repr(reward), dumps(table.encode(commands))]
+        args += shadow_args(attribution, experiment, answered, feedback.label, table)
         result = await self._apply(table.keys, args)
+        if result == "shadows":  # a shadow's label arrived since the read: read it too
+            return await self.accept(feedback, now, feedback_token)
         if result == "missing":
             raise NotFound(f"request {rid!r} expired meanwhile", code="unknown_request")
         if result == "duplicate":
@@ -348,7 +351,6 @@ class FeedbackWriter:
             commands.append(("HINCRBY", counters, (keys.FEEDBACK_CORRECT, "1" if correct else "0")))
             event["label"] = dumps(label)
             event["correct"] = "1" if correct else "0"
-            commands += self._shadow_accuracy(attribution, experiment, answered, label, correct)
         flat = tuple(item for pair in event.items() for item in pair)
         commands.append(
             (
@@ -359,24 +361,23 @@ class FeedbackWriter:
         )
         return commands
 
-    @staticmethod
-    def _shadow_accuracy(
-        attribution: dict[str, str], experiment: str, answered: str, label: object, correct: bool
-    ) -> list[Command]:
-        """Score every shadow that answered this request against the same true label."""
-        commands: list[Command] = []
-        truth = dumps(label)
-        for field, shadow_label in attribution.items():
-            if not field.startswith(keys.SHADOW_LABEL):
-                continue
-            pair = keys.shadow_counters(experiment, answered, field.removeprefix(keys.SHADOW_LABEL))
-            commands += [
-                ("HINCRBY", pair, (keys.SHADOW_FEEDBACK_N, "1")),
-                ("HINCRBY", pair, (keys.SHADOW_PRIMARY_CORRECT, "1" if correct else "0")),
-                (
-                    "HINCRBY",
-                    pair,
-                    (keys.SHADOW_SHADOW_CORRECT, "1" if shadow_label == truth else "0"),
-                ),
-            ]
-        return commands
+
+def shadow_args(
+    attribution: dict[str, str],
+    experiment: str,
+    answered: str,
+    label: object | None,
+    table: KeyTable,
+) -> list[str]:
+    """The true label and the pair counters of every shadow that answered the request so far,
+    for the script to score them; a shadow that answers later scores itself when recorded."""
+    if label is None:
+        return ["", "{}"]
+    shadows = {
+        field.removeprefix(keys.SHADOW_LABEL): table.ref(
+            keys.shadow_counters(experiment, answered, field.removeprefix(keys.SHADOW_LABEL))
+        )
+        for field in attribution
+        if field.startswith(keys.SHADOW_LABEL)
+    }
+    return [dumps(label), dumps(shadows)]

@@ -122,6 +122,8 @@ FEEDBACK_REWARD: Final = "fb"
 """Present once feedback was accepted: the exactly-once marker."""
 FEEDBACK_TOKEN: Final = "fb_token"  # noqa: S105 (a field name, not a secret)
 """Set with a deferred feedback: its retry after a lost reply finds it and knows it applied."""
+FEEDBACK_LABEL: Final = "fb_label"
+"""The true label of labelled feedback (JSON): a shadow answer recorded later is scored by it."""
 
 
 # Fields of a shadow pair's counter hash (primary = the variant that answered the client).
@@ -148,6 +150,9 @@ SHADOW_SHADOW_CORRECT: Final = "fb_shadow_correct"
 """Labelled feedback on mirrored requests: both sides' accuracy on the same requests."""
 SHADOW_LABEL: Final = "shadow_label:"
 """Prefix of a request hash field holding a shadow's label, for accuracy from feedback."""
+SHADOW_SCORED: Final = "shadow_scored:"
+"""Prefix of a request hash field set once a shadow was scored against the feedback's label:
+whichever of the two arrives second scores, exactly once."""
 
 
 def slot_tag(experiment: str) -> str:

@@ -26,7 +26,10 @@ users per key."""
 UNIT_FEEDBACK_OP: Final = "TURNOUT.UNITFB"
 """A reward on a request of slot S: folded at once when S has matured, else held per slot.
 Args: the slot's staging hash (a key), variant, user, slot, reward, bound, staging TTL."""
-EXTRA_KEY_OPS: Final = frozenset({UNIT_FEEDBACK_OP})
+SHADOW_LABEL_OP: Final = "TURNOUT.SHADOWLABEL"
+"""Store a shadow's label on the request's attribution hash and, if labelled feedback is there
+already, score both sides against it. Args: the shadow's pair counters (a key), shadow, label."""
+EXTRA_KEY_OPS: Final = frozenset({UNIT_FEEDBACK_OP, SHADOW_LABEL_OP})
 """Ops whose first argument is a key too (encoded as its index)."""
 
 # Per-user sums (router.reports.units): a user's (n, y) live at ``{v}|{user}`` (``|r`` for
@@ -146,8 +149,45 @@ local function unit_feedback(key, staged, v, user, slot, reward, bound, ttl)
 end
 """
 
+# Shadow accuracy from labelled feedback, exactly once per (request, shadow): the label and the
+# shadow's answer may reach Redis in either order, on any replica; the second one scores.
+_SHADOW_SCORE = (
+    """
+local function score_shadow(attribution, pair, shadow)
+  local label = redis.call('HGET', attribution, '"""
+    + keys.SHADOW_LABEL
+    + """' .. shadow)
+  local truth = redis.call('HGET', attribution, '"""
+    + keys.FEEDBACK_LABEL
+    + """')
+  if not label or not truth then return end
+  if redis.call('HSETNX', attribution, '"""
+    + keys.SHADOW_SCORED
+    + """' .. shadow, '1') == 0 then return end
+  local primary = redis.call('HGET', attribution, 'label') == truth
+  redis.call('HINCRBY', pair, '"""
+    + keys.SHADOW_FEEDBACK_N
+    + """', 1)
+  redis.call('HINCRBY', pair, '"""
+    + keys.SHADOW_PRIMARY_CORRECT
+    + """', primary and 1 or 0)
+  redis.call('HINCRBY', pair, '"""
+    + keys.SHADOW_SHADOW_CORRECT
+    + """', label == truth and 1 or 0)
+end
+
+local function shadow_label(attribution, pair, shadow, label)
+  redis.call('HSET', attribution, '"""
+    + keys.SHADOW_LABEL
+    + """' .. shadow, label)
+  score_shadow(attribution, pair, shadow)
+end
+"""
+)
+
 _APPLY = (
     _UNITS
+    + _SHADOW_SCORE
     + """
 local function apply(commands)
   for _, c in ipairs(commands) do
@@ -159,6 +199,10 @@ local function apply(commands)
     + UNIT_FEEDBACK_OP
     + """' then
       unit_feedback(KEYS[c[2]], KEYS[c[3]], c[4], c[5], c[6], c[7], c[8], c[9])
+    elseif c[1] == '"""
+    + SHADOW_LABEL_OP
+    + """' then
+      shadow_label(KEYS[c[2]], KEYS[c[3]], c[4], c[5])
     else
       local argv = {c[1], KEYS[c[2]]}
       for j = 3, #c do argv[#argv + 1] = c[j] end
@@ -245,15 +289,42 @@ ACCEPT_FEEDBACK_LUA = (
 -- KEYS[1]: the request's attribution hash; every other key is in the same experiment's slot.
 -- ARGV[1]: the token read with it (so an id that expired and was reused in between is not
 -- credited to the new request), ARGV[2]: the reward, ARGV[3]: JSON commands (counters, the
--- feedback stream, and the bandit posterior update unless the experiment is frozen).
--- Returns 'ok', 'missing' or 'duplicate'.
+-- feedback stream, and the bandit posterior update unless the experiment is frozen),
+-- ARGV[4]: the true label (JSON) of labelled feedback, else '', ARGV[5]: JSON {shadow: index
+-- of its pair counters in KEYS} for every shadow whose label the caller saw on the request.
+-- Returns 'ok', 'missing', 'duplicate', or 'shadows' when a shadow's label arrived since the
+-- caller read the request (nothing written: it reads again and names that shadow's key too).
 if redis.call('HGET', KEYS[1], '"""
     + keys.TOKEN
     + """') ~= ARGV[1] then return 'missing' end
-if redis.call('HSETNX', KEYS[1], '"""
+if redis.call('HEXISTS', KEYS[1], '"""
     + keys.FEEDBACK_REWARD
-    + """', ARGV[2]) == 0 then return 'duplicate' end
+    + """') == 1 then return 'duplicate' end
+local truth = ARGV[4]
+local shadows = {}
+if truth ~= '' then
+  shadows = cjson.decode(ARGV[5])
+  local prefix = '"""
+    + keys.SHADOW_LABEL
+    + """'
+  local fields = redis.call('HKEYS', KEYS[1])
+  for _, field in ipairs(fields) do
+    local shadow = string.sub(field, #prefix + 1)
+    if string.sub(field, 1, #prefix) == prefix and shadows[shadow] == nil then
+      return 'shadows'
+    end
+  end
+end
+redis.call('HSET', KEYS[1], '"""
+    + keys.FEEDBACK_REWARD
+    + """', ARGV[2])
 apply(cjson.decode(ARGV[3]))
+if truth ~= '' then
+  redis.call('HSET', KEYS[1], '"""
+    + keys.FEEDBACK_LABEL
+    + """', truth)
+  for shadow, index in pairs(shadows) do score_shadow(KEYS[1], KEYS[index], shadow) end
+end
 return 'ok'
 """
 )
