@@ -256,7 +256,17 @@ def test_pages_refresh_live_without_a_reload(
     tab.page.evaluate("window.__still_here = 'yes'")
     sent = stack.traffic("ops", 30, feedback=0, seed=5)
     # Up to a minute and more: a count may show once its minute's bucket rolls over.
-    tab.page.wait_for_function(f"n => ({total})() >= n", arg=before + sent, timeout=75_000)
+    try:
+        tab.page.wait_for_function(f"n => ({total})() >= n", arg=before + sent, timeout=75_000)
+    except Exception as exc:  # say what the page saw, so a failure under load can be explained
+        seen = tab.page.evaluate(
+            f"() => [({total})(), window.turnoutConsole.refreshes, window.turnoutConsole.failures,"
+            " document.hidden, document.getElementById('live-status').textContent]"
+        )
+        raise AssertionError(
+            f"chart total, refreshes, failures, hidden, status = {seen}; before {before}, "
+            f"sent {sent}, errors {tab.errors}"
+        ) from exc
     assert tab.page.evaluate("window.__still_here") == "yes"
     assert tab.page.evaluate("performance.getEntriesByType('navigation').length") == 1
     assert tab.page.evaluate("window.turnoutConsole.refreshes") >= 1
