@@ -77,9 +77,14 @@ def _complete(data: bytes) -> bool:
 
 
 def request(
-    method: str, path: str, body: bytes = b"", headers: str = "", version: str = "HTTP/1.1"
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: str = "",
+    version: str = "HTTP/1.1",
+    host: str = "gw",
 ) -> bytes:
-    head = f"{method} {path} {version}\r\nHost: gw\r\n{headers}"
+    head = f"{method} {path} {version}\r\nHost: {host}\r\n{headers}"
     if (
         body
         and "content-length" not in headers.lower()
@@ -349,9 +354,13 @@ def test_forged_admin_calls_change_nothing_under_load(
                 # query string is never a credential either.
                 headers = JSON if auth is None else f"{JSON}Authorization: {auth}\r\n"
                 payload = json.dumps(body).encode() if body is not None else b""
-                raw = request(method, f"{path}?token={TOKEN}", payload, headers)
+                # A trusted name: an untrusted one is refused before auth (next assertion).
+                raw = request(method, f"{path}?token={TOKEN}", payload, headers, host="127.0.0.1")
                 reply = exchange(gateway, raw)
                 assert reply.startswith(b"HTTP/1.1 401"), (method, path, auth, reply[:200])
+                elsewhere = exchange(gateway, request(method, path, payload, headers))
+                assert elsewhere.startswith(b"HTTP/1.1 400"), (method, path, elsewhere[:200])
+                assert b"untrusted_host" in elsewhere
                 assert TOKEN.encode() not in reply
                 tries += 1
         load.wait_for(50)
