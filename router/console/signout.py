@@ -23,8 +23,9 @@ from redis.exceptions import RedisError
 from router.core import logs
 from router.core.settings import Settings
 from router.storage import keys
-from router.storage.client import RedisClient, connect, pubsub, ready, redis_configured
+from router.storage.client import RedisClient, connect, redis_configured
 from router.storage.codec import text
+from router.storage.follow import follow
 
 log = logging.getLogger("turnout.console")
 
@@ -151,27 +152,15 @@ class SignOuts:
         """Follow sign-outs over pub/sub, read the set every interval; survive Redis outages."""
         if self.redis is None:
             return
-        retry = min(1.0, self.refresh_interval)
-        while True:
-            try:
-                async with pubsub(await ready(self.redis)) as subscription:
-                    await subscription.subscribe(keys.CONSOLE_SIGNED_OUT_CHANNEL)
-                    await self.refresh()
-                    while True:
-                        message = await subscription.get_message(
-                            ignore_subscribe_messages=True, timeout=self.refresh_interval
-                        )
-                        while message is not None:  # a burst of sign-outs: one read
-                            message = await subscription.get_message(
-                                ignore_subscribe_messages=True, timeout=0
-                            )
-                        await self.refresh()
-            except (RedisError, OSError) as exc:
-                self._down(exc)
-            except Exception as exc:  # a bug must not stop following sign-outs for good
-                logs.event(log, "console_signouts_follow_failed", logging.ERROR, reason=repr(exc))
-                self._down(exc)
-            await asyncio.sleep(retry)
+        await follow(
+            self.redis,
+            keys.CONSOLE_SIGNED_OUT_CHANNEL,
+            self.refresh,
+            self.refresh_interval,
+            self._down,
+            log,
+            "console_signouts_follow_failed",
+        )
 
     async def close(self) -> None:
         if self.redis is not None:

@@ -29,7 +29,8 @@ from router.core.state import StateFolder
 from router.flags.store import FlagStore
 from router.flags.values import CLEAR, ExperimentFlags, FlagDefaults, load_defaults
 from router.storage import keys
-from router.storage.client import connect, describe, pubsub, ready, redis_configured
+from router.storage.client import connect, describe, redis_configured
+from router.storage.follow import follow
 
 log = logging.getLogger("turnout.flags")
 
@@ -193,27 +194,15 @@ class FlagCache:
         """Follow changes over pub/sub, refresh every interval; survive Redis outages."""
         if self.store is None:
             return
-        retry = min(1.0, self.refresh_interval)
-        while True:
-            try:
-                async with pubsub(await ready(self.store.redis)) as subscription:
-                    await subscription.subscribe(keys.FLAGS_CHANNEL)
-                    await self.refresh()
-                    while True:
-                        message = await subscription.get_message(
-                            ignore_subscribe_messages=True, timeout=self.refresh_interval
-                        )
-                        while message is not None:  # a burst of changes: one refresh
-                            message = await subscription.get_message(
-                                ignore_subscribe_messages=True, timeout=0
-                            )
-                        await self.refresh()
-            except (RedisError, OSError) as exc:
-                self._down(exc)
-            except Exception as exc:  # a bug must not stop following flags for good
-                logs.event(log, "flags_follow_failed", logging.ERROR, reason=repr(exc))
-                self._down(exc)
-            await asyncio.sleep(retry)
+        await follow(
+            self.store.redis,
+            keys.FLAGS_CHANNEL,
+            self.refresh,
+            self.refresh_interval,
+            self._down,
+            log,
+            "flags_follow_failed",
+        )
 
     async def close(self) -> None:
         if self.store is not None:
