@@ -223,9 +223,10 @@ def create_app(
         data = ConsoleData(settings, actions, redis, bandits, clock)
         page = mount_console(app, data, Access(tokens, mode, settings.ui_session_ttl, signouts))
     errors = install_error_handlers(app, on_client_gone=metrics.client_disconnects.inc, page=page)
+    # Added first, so it sits inside PredictRoute: predict requests (never guarded) skip it.
+    app.add_middleware(HostGuard, trusted=settings.trusted_hosts, errors=errors)
     # The hot path skips FastAPI's routing; these two routes stay for what it does not take.
     app.add_middleware(PredictRoute, pipeline=pipeline, errors=errors)
-    app.add_middleware(HostGuard, trusted=settings.trusted_hosts, errors=errors)
 
     @app.post("/predict")
     async def predict_default(request: Request) -> Response:
